@@ -1,0 +1,40 @@
+"""Domain exceptions.
+
+Every exception raised on purpose by edgewatch derives from
+:class:`EdgewatchError` and carries the one line a user should read. The
+command line turns these into that line and a non-zero exit code; anything
+else is a bug and keeps its traceback.
+
+Messages never contain pixel data, embeddings or face coordinates: an
+exception can end up in a log, and logs must stay free of biometric data.
+"""
+
+
+class EdgewatchError(Exception):
+    """Base class: the message is what the user sees."""
+
+    exit_code = 1
+
+
+class ConfigError(EdgewatchError):
+    """A configuration value or command-line option is invalid."""
+
+    exit_code = 2
+
+
+class InputError(EdgewatchError):
+    """An input file (video, image, CSV) is missing, corrupt or unsupported."""
+
+    exit_code = 3
+
+
+class CameraError(EdgewatchError):
+    """A camera backend cannot deliver frames (not configured, closed, failed)."""
+
+    exit_code = 4
+
+
+class ModelError(EdgewatchError):
+    """A model file is missing, altered (hash mismatch) or cannot be run."""
+
+    exit_code = 5

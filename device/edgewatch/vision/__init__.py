@@ -1,0 +1,1 @@
+"""Vision: face detection, alignment and embedding, with the model manifest."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: the ../shared data set, the model manifests.
+
+Tests that need ``../shared`` fail (never skip) when it is missing: a green
+run must mean the real models ran on the real faces.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edgewatch.vision.models import ModelManifest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("EDGEWATCH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+RESEARCH_MANIFEST = PROJECT_ROOT / "bench" / "research_models.toml"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ../shared folder with faces, videos and peer models."""
+    if not (SHARED_DIR / "data").is_dir():
+        pytest.fail(
+            f"{SHARED_DIR}/data not found: these tests need the shared face and video data "
+            "(set EDGEWATCH_SHARED_DIR to its location)"
+        )
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def faces_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "faces"
+
+
+@pytest.fixture(scope="session")
+def videos_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "video"
+
+
+@pytest.fixture(scope="session")
+def manifest() -> ModelManifest:
+    """The shipped manifest."""
+    return ModelManifest.default()
+
+
+@pytest.fixture(scope="session")
+def research_manifest(shared_dir: Path) -> ModelManifest:
+    """Shipped models plus the research-only ones from ../shared (tests and benchmarks only)."""
+    combined = ModelManifest.default()
+    combined.extend(RESEARCH_MANIFEST)
+    return combined
