@@ -1,0 +1,1 @@
+"""Camera backends behind one interface: the Pi camera, recorded video, still images."""
