@@ -1,0 +1,110 @@
+"""Assembles the appliance from its configuration and runs the camera loop.
+
+This is the one place that turns configuration into working parts (model
+manifest, detector, embedder, decision policy); the command line, the
+benchmark and the tests all go through it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgewatch.camera.base import Camera
+from edgewatch.config import AppConfig
+from edgewatch.matching.gallery import Gallery
+from edgewatch.matching.matcher import Matcher, MatchPolicy
+from edgewatch.pipeline import Counters, MatchReport, Pipeline, StageClock
+from edgewatch.progress import ProgressLine
+from edgewatch.vision.detect import FaceDetector, create_detector
+from edgewatch.vision.embed import Embedder, create_embedder
+from edgewatch.vision.models import ModelManifest
+
+
+@dataclass(slots=True)
+class VisionParts:
+    """The models an appliance runs, loaded and hash-checked."""
+
+    manifest: ModelManifest
+    detector: FaceDetector
+    embedder: Embedder
+    policy: MatchPolicy
+
+
+def load_manifest(config: AppConfig) -> ModelManifest:
+    """The shipped manifest plus any extra manifests the configuration names."""
+    manifest = ModelManifest.default()
+    for extra in config.model_manifests:
+        manifest.extend(extra)
+    return manifest
+
+
+def resolve_policy(config: AppConfig, embedder: Embedder) -> MatchPolicy:
+    """Threshold and margin: configured values, else the embedder model's defaults."""
+    threshold = config.matching.threshold
+    margin = config.matching.margin
+    return MatchPolicy(
+        threshold=embedder.spec.threshold if threshold is None else threshold,
+        margin=embedder.spec.margin if margin is None else margin,
+    )
+
+
+def load_vision(config: AppConfig) -> VisionParts:
+    """Load the configured detector and embedder (hash-checked) and the policy."""
+    manifest = load_manifest(config)
+    detector = create_detector(manifest, config.detector.model, **config.detector.options)
+    embedder = create_embedder(manifest, config.embedder.model, **config.embedder.options)
+    return VisionParts(manifest, detector, embedder, resolve_policy(config, embedder))
+
+
+def build_pipeline(parts: VisionParts, gallery: Gallery, config: AppConfig) -> Pipeline:
+    """The pipeline matching against ``gallery`` with the configured policy."""
+    return Pipeline(
+        parts.detector,
+        parts.embedder,
+        Matcher(gallery, parts.policy),
+        max_faces=config.max_faces_per_frame,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did, in aggregate."""
+
+    counters: Counters
+    wall_seconds: float
+    stage_ms: dict[str, float]
+
+    @property
+    def fps(self) -> float:
+        return self.counters.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def run_camera(
+    camera: Camera,
+    pipeline: Pipeline,
+    on_match: Callable[[MatchReport], None],
+    max_frames: int | None = None,
+    progress: ProgressLine | None = None,
+) -> RunSummary:
+    """Feed frames from an opened camera through the pipeline until it ends."""
+    clock: StageClock = pipeline.clock
+    started = time.perf_counter()
+    while max_frames is None or pipeline.counters.frames < max_frames:
+        with clock.measure("decode"):
+            frame = camera.read()
+        if frame is None:
+            clock.samples["decode"].pop()
+            break
+        for report in pipeline.process(frame):
+            on_match(report)
+        if progress is not None:
+            counters = pipeline.counters
+            progress.update(
+                counters.frames, f"faces {counters.faces_seen}, matches {counters.matches}"
+            )
+    if progress is not None:
+        progress.update(pipeline.counters.frames, force=True)
+        progress.finish()
+    return RunSummary(pipeline.counters, time.perf_counter() - started, clock.medians_ms())

@@ -1,0 +1,1 @@
+"""The ``edgewatch`` command line: one module per subcommand."""

@@ -1,0 +1,94 @@
+"""The appliance's configuration: typed, validated, every field described.
+
+A unit reads it from a TOML file; ``edgewatch simulate`` builds the same
+object from its command-line options, so both paths share one validation.
+Unknown keys are errors (a misspelt option must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgewatch.camera.registry import CameraConfig
+from edgewatch.errors import ConfigError
+
+DEFAULT_DETECTOR = "blazeface-full-range"
+DEFAULT_EMBEDDER = "dlib-resnet-v1"
+
+
+class DetectorConfig(BaseModel):
+    """Which detector model runs, with backend options (validated by the backend)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(default=DEFAULT_DETECTOR, description="Model id from the manifest.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Backend options, e.g. tiling or num_threads."
+    )
+
+
+class EmbedderConfig(BaseModel):
+    """Which embedder model turns aligned faces into templates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(default=DEFAULT_EMBEDDER, description="Model id from the manifest.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options.")
+
+
+class MatchingConfig(BaseModel):
+    """The decision rule; unset values take the embedder model's calibrated defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Minimum cosine similarity for a match."
+    )
+    margin: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Minimum lead over the runner-up subject."
+    )
+
+
+class AppConfig(BaseModel):
+    """Everything the appliance needs to run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    camera: CameraConfig = Field(description="Where frames come from.")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    model_manifests: list[Path] = Field(
+        default_factory=list,
+        description="Extra model manifests layered on the shipped one (e.g. research models).",
+    )
+    max_faces_per_frame: int = Field(
+        default=16, ge=1, le=256, description="Faces beyond this many in a frame are discarded."
+    )
+
+
+def parse_config(raw: dict[str, Any], origin: str) -> AppConfig:
+    """Validate a configuration mapping; errors name the field and the problem."""
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{origin}: invalid configuration: {problems}") from None
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate a TOML configuration file."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    return parse_config(raw, str(path))

@@ -1,0 +1,1 @@
+"""Matching: the gallery of enrolled templates and the match/unknown decision."""
