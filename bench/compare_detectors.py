@@ -38,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+
 from edgewatch.errors import EdgewatchError
 from edgewatch.vision.detect import create_detector
 from edgewatch.vision.models import ModelManifest

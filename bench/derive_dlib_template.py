@@ -30,6 +30,7 @@ import dlib
 import face_recognition_models
 import numpy as np
 import numpy.typing as npt
+
 from edgewatch.errors import EdgewatchError
 from edgewatch.vision.align import align_face, alignment_points, estimate_similarity
 from edgewatch.vision.embed import DlibEmbedder, DlibParams

@@ -22,8 +22,8 @@ from edgewatch.appliance import build_pipeline, load_vision, run_camera
 from edgewatch.camera.registry import create_camera
 from edgewatch.config import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, parse_config
 from edgewatch.matching.enrol import ReferencePhoto, build_gallery
-from edgewatch.pipeline import STAGES
 from edgewatch.progress import ProgressLine
+from edgewatch.timing import STAGES
 from edgewatch.vision.runtime import runtime_name
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = load_vision(config)
     examples = args.shared / "data" / "faces" / "examples"
     photos = [ReferencePhoto(name, examples / file) for name, file in ENROLLED.items()]
-    gallery = build_gallery(photos, parts.detector, parts.embedder)
+    gallery = build_gallery(photos, parts.encoder)
 
     rows = []
     for video in videos:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         stage_runs: dict[str, list[float]] = {stage: [] for stage in STAGES}
         faces = frames = 0
         for repeat in range(args.repeat):
-            pipeline = build_pipeline(parts, gallery, clip_config)
+            pipeline = build_pipeline(parts, gallery)
             with create_camera(clip_config.camera) as camera:
                 progress = ProgressLine(f"{video.name} run {repeat + 1}", camera.frame_count)
                 summary = run_camera(camera, pipeline, lambda _: None, progress=progress)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from edgewatch.errors import InputError
 from edgewatch.vision.align import align_face, chip_transform, estimate_similarity
 from edgewatch.vision.embed import ARCFACE_TEMPLATE_112

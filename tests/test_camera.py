@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sys
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def test_video_backend_loops_with_increasing_time(videos_dir: Path) -> None:
         frames = [camera.read() for _ in range(length * 2 + 1)]
     times = [f.stream_time for f in frames if f is not None]
     assert len(times) == length * 2 + 1
-    assert all(b > a for a, b in zip(times, times[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(times))
 
 
 def test_video_backend_realtime_pacing_follows_the_recording(videos_dir: Path) -> None:
@@ -237,9 +238,11 @@ def test_images_backend_errors(tmp_path: Path) -> None:
         ImagesCamera(ImagesCameraConfig(source=str(tmp_path / "missing.jpg"))).open()
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff garbage")
-    with ImagesCamera(ImagesCameraConfig(source=str(tmp_path))) as camera:
-        with pytest.raises(InputError, match="broken.jpg: not an image"):
-            camera.read()
+    with (
+        ImagesCamera(ImagesCameraConfig(source=str(tmp_path))) as camera,
+        pytest.raises(InputError, match=r"broken\.jpg: not an image"),
+    ):
+        camera.read()
 
 
 def test_images_backend_loop(faces_dir: Path, tmp_path: Path) -> None:

@@ -111,7 +111,8 @@ def test_missing_video_is_one_clear_line(tmp_path: Path, faces_dir: Path) -> Non
     missing = tmp_path / "nope.mp4"
     run = edgewatch("simulate", "--video", str(missing), "--no-progress")
     assert run.returncode == 3
-    assert run.stderr.strip().splitlines()[-1] == f"edgewatch: error: {missing}: video file not found"
+    last_line = run.stderr.strip().splitlines()[-1]
+    assert last_line == f"edgewatch: error: {missing}: video file not found"
     assert "Traceback" not in run.stderr
 
 
@@ -136,9 +137,7 @@ def test_enrol_photo_without_a_face(tmp_path: Path, videos_dir: Path) -> None:
 
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
-    run = edgewatch(
-        "simulate", "--video", str(videos_dir / HAMILTON), "--enrol", f"Nobody={blank}"
-    )
+    run = edgewatch("simulate", "--video", str(videos_dir / HAMILTON), "--enrol", f"Nobody={blank}")
     assert run.returncode == 3
     assert f"{blank}: no face found" in run.stderr
 

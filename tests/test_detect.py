@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from edgewatch.errors import ConfigError, InputError, ModelError
 from edgewatch.vision.detect import (
     DETECTOR_BACKENDS,

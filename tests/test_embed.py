@@ -18,6 +18,7 @@ import dlib
 import face_recognition_models
 import numpy as np
 import pytest
+
 from edgewatch.errors import ConfigError, ModelError
 from edgewatch.vision.align import align_face
 from edgewatch.vision.detect import create_detector

@@ -17,6 +17,8 @@ from edgewatch.matching.matcher import Matcher, MatchPolicy
 from edgewatch.pipeline import Pipeline
 from edgewatch.vision.detect import FaceDetector, create_detector
 from edgewatch.vision.embed import Embedder, EmbedderSpec, create_embedder
+from edgewatch.vision.encoder import FaceEncoder
+from edgewatch.vision.landmarks import Landmarker, create_landmarker
 from edgewatch.vision.models import ModelManifest
 from edgewatch.vision.types import FloatArray, ImageArray
 
@@ -49,14 +51,21 @@ def detector(manifest: ModelManifest) -> FaceDetector:
 
 
 @pytest.fixture(scope="module")
+def landmarker(manifest: ModelManifest) -> Landmarker:
+    return create_landmarker(manifest, "facemesh-v1")
+
+
+@pytest.fixture(scope="module")
 def embedder(manifest: ModelManifest) -> Embedder:
     return create_embedder(manifest, "dlib-resnet-v1")
 
 
 @pytest.fixture(scope="module")
-def obama_gallery(faces_dir: Path, detector: FaceDetector, embedder: Embedder) -> Gallery:
+def obama_gallery(
+    faces_dir: Path, detector: FaceDetector, landmarker: Landmarker, embedder: Embedder
+) -> Gallery:
     photo = ReferencePhoto("Barack Obama", faces_dir / "examples" / "obama.jpg")
-    return build_gallery([photo], detector, embedder)
+    return build_gallery([photo], FaceEncoder(detector, embedder, landmarker))
 
 
 def frame_of(path: Path, index: int = 0) -> Frame:
@@ -64,10 +73,15 @@ def frame_of(path: Path, index: int = 0) -> Frame:
 
 
 def pipeline_for(
-    detector: FaceDetector, embedder: Embedder, gallery: Gallery, max_faces: int = 16
+    detector: FaceDetector,
+    embedder: Embedder,
+    gallery: Gallery,
+    max_faces: int = 16,
+    landmarker: Landmarker | None = None,
 ) -> Pipeline:
     policy = MatchPolicy(threshold=embedder.spec.threshold, margin=embedder.spec.margin)
-    return Pipeline(detector, embedder, Matcher(gallery, policy), max_faces=max_faces)
+    encoder = FaceEncoder(detector, embedder, landmarker, max_faces)
+    return Pipeline(encoder, Matcher(gallery, policy))
 
 
 def test_enrolled_person_matches_in_another_photo(

@@ -15,10 +15,13 @@ from edgewatch.camera.base import Camera
 from edgewatch.config import AppConfig
 from edgewatch.matching.gallery import Gallery
 from edgewatch.matching.matcher import Matcher, MatchPolicy
-from edgewatch.pipeline import Counters, MatchReport, Pipeline, StageClock
+from edgewatch.pipeline import Counters, MatchReport, Pipeline
 from edgewatch.progress import ProgressLine
-from edgewatch.vision.detect import FaceDetector, create_detector
+from edgewatch.timing import StageClock
+from edgewatch.vision.detect import create_detector
 from edgewatch.vision.embed import Embedder, create_embedder
+from edgewatch.vision.encoder import FaceEncoder
+from edgewatch.vision.landmarks import create_landmarker
 from edgewatch.vision.models import ModelManifest
 
 
@@ -27,8 +30,7 @@ class VisionParts:
     """The models an appliance runs, loaded and hash-checked."""
 
     manifest: ModelManifest
-    detector: FaceDetector
-    embedder: Embedder
+    encoder: FaceEncoder
     policy: MatchPolicy
 
 
@@ -54,18 +56,19 @@ def load_vision(config: AppConfig) -> VisionParts:
     """Load the configured detector and embedder (hash-checked) and the policy."""
     manifest = load_manifest(config)
     detector = create_detector(manifest, config.detector.model, **config.detector.options)
+    landmarker = None
+    if config.landmarker.model is not None:
+        landmarker = create_landmarker(
+            manifest, config.landmarker.model, **config.landmarker.options
+        )
     embedder = create_embedder(manifest, config.embedder.model, **config.embedder.options)
-    return VisionParts(manifest, detector, embedder, resolve_policy(config, embedder))
+    encoder = FaceEncoder(detector, embedder, landmarker, config.max_faces_per_frame)
+    return VisionParts(manifest, encoder, resolve_policy(config, embedder))
 
 
-def build_pipeline(parts: VisionParts, gallery: Gallery, config: AppConfig) -> Pipeline:
+def build_pipeline(parts: VisionParts, gallery: Gallery) -> Pipeline:
     """The pipeline matching against ``gallery`` with the configured policy."""
-    return Pipeline(
-        parts.detector,
-        parts.embedder,
-        Matcher(gallery, parts.policy),
-        max_faces=config.max_faces_per_frame,
-    )
+    return Pipeline(parts.encoder, Matcher(gallery, parts.policy))
 
 
 @dataclass(frozen=True, slots=True)

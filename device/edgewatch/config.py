@@ -18,6 +18,7 @@ from edgewatch.errors import ConfigError
 
 DEFAULT_DETECTOR = "blazeface-full-range"
 DEFAULT_EMBEDDER = "dlib-resnet-v1"
+DEFAULT_LANDMARKER = "facemesh-v1"
 
 
 class DetectorConfig(BaseModel):
@@ -28,6 +29,20 @@ class DetectorConfig(BaseModel):
     model: str = Field(default=DEFAULT_DETECTOR, description="Model id from the manifest.")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Backend options, e.g. tiling or num_threads."
+    )
+
+
+class LandmarkerConfig(BaseModel):
+    """The landmark model that refines alignment points and gates on face presence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(
+        default=DEFAULT_LANDMARKER,
+        description="Model id from the manifest, or null to align on the detector's keypoints.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Backend options, e.g. min_presence or num_threads."
     )
 
 
@@ -60,6 +75,7 @@ class AppConfig(BaseModel):
 
     camera: CameraConfig = Field(description="Where frames come from.")
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    landmarker: LandmarkerConfig = Field(default_factory=LandmarkerConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     model_manifests: list[Path] = Field(

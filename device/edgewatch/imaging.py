@@ -31,5 +31,7 @@ def load_image(path: Path) -> ImageArray:
         raise InputError(f"{path}: empty file")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        raise InputError(f"{path}: not an image that can be decoded (corrupt or unsupported format)")
+        raise InputError(
+            f"{path}: not an image that can be decoded (corrupt or unsupported format)"
+        )
     return np.ascontiguousarray(image, dtype=np.uint8)

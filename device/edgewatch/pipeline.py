@@ -1,32 +1,24 @@
-"""Frame in, match decisions out: detect, align, embed, match, then discard.
+"""Frame in, match decisions out: encode the faces, match them, then discard.
 
 The pipeline owns every buffer that holds biometric data for a frame: the
-frame's pixels (handed over by the camera), the aligned face chips (one
-preallocated batch, reused frame after frame) and the embeddings. As soon as
-the frame's decisions are made, all of them are overwritten in place, whether
-the frame produced a match or not and whether processing succeeded or raised.
-Only :class:`MatchReport` objects leave, and only for faces that matched an
-enrolled subject.
+frame's pixels (handed over by the camera), the aligned face chips (inside the
+:class:`~edgewatch.vision.encoder.FaceEncoder`, reused frame after frame) and
+the embeddings. As soon as the frame's decisions are made, all of them are
+overwritten in place, whether the frame produced a match or not and whether
+processing succeeded or raised. Only :class:`MatchReport` objects leave, and
+only for faces that matched an enrolled subject.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from edgewatch.camera.base import Frame
-from edgewatch.errors import ConfigError, InputError
+from edgewatch.errors import ConfigError
 from edgewatch.matching.matcher import Match, Matcher
-from edgewatch.vision.align import align_face
-from edgewatch.vision.detect import FaceDetector
-from edgewatch.vision.embed import Embedder
-from edgewatch.vision.types import Detection, FloatArray
-
-STAGES = ("decode", "detect", "align", "embed", "match")
+from edgewatch.timing import StageClock
+from edgewatch.vision.encoder import EncodedFaces, FaceEncoder
+from edgewatch.vision.types import Detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,97 +44,46 @@ class Counters:
     frames: int = 0
     faces_seen: int = 0
     faces_discarded: int = 0
-    """Faces whose data was overwritten without a match (including faces over the cap)."""
+    """Faces whose data was overwritten without a match (including rejected ones)."""
+    faces_rejected: int = 0
+    """Of the discarded faces, those refused before embedding (quality gate, frame cap)."""
     matches: int = 0
 
 
-@dataclass(slots=True)
-class StageClock:
-    """Seconds spent per stage, per frame (for the benchmark and the summary)."""
-
-    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
-
-    @contextmanager
-    def measure(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.samples[stage].append(time.perf_counter() - started)
-
-    def medians_ms(self) -> dict[str, float]:
-        return {
-            stage: float(np.median(values)) * 1000.0 if values else 0.0
-            for stage, values in self.samples.items()
-        }
-
-
 class Pipeline:
-    """Runs one frame at a time through detector, aligner, embedder and matcher."""
+    """Runs one frame at a time through the face encoder and the matcher."""
 
-    def __init__(
-        self,
-        detector: FaceDetector,
-        embedder: Embedder,
-        matcher: Matcher,
-        max_faces: int = 16,
-    ) -> None:
-        if matcher.gallery.model_id != embedder.spec.model_id:
+    def __init__(self, encoder: FaceEncoder, matcher: Matcher) -> None:
+        model_id = encoder.embedder.spec.model_id
+        if matcher.gallery.model_id != model_id:
             raise ConfigError(
                 f"the gallery was built with model {matcher.gallery.model_id!r} but the "
-                f"embedder is {embedder.spec.model_id!r}; templates of different models "
-                "cannot be compared"
+                f"embedder is {model_id!r}; templates of different models cannot be compared"
             )
-        self.detector = detector
-        self.embedder = embedder
+        self.encoder = encoder
         self.matcher = matcher
-        self.max_faces = max_faces
-        self._chips = embedder.spec.chip_buffer(max_faces)
-        self._template = embedder.spec.template_array()
         self.counters = Counters()
         self.clock = StageClock()
 
     def process(self, frame: Frame) -> list[MatchReport]:
         """Decisions for one frame; the frame's pixels are overwritten before returning."""
-        detections: list[Detection] = []
-        aligned: list[Detection] = []
-        embeddings: FloatArray | None = None
+        encoded = EncodedFaces()
         reports: list[MatchReport] = []
         try:
-            with self.clock.measure("detect"):
-                detections = self.detector.detect(frame.image)
-            with self.clock.measure("align"):
-                aligned = self._align(frame, detections[: self.max_faces])
-            with self.clock.measure("embed"):
-                embeddings = self.embedder.embed(self._chips[: len(aligned)])
+            encoded = self.encoder.encode(frame.image, self.clock)
             with self.clock.measure("match"):
-                matches = self.matcher.decide(embeddings)
-            reports = [self._report(frame, aligned[m.face_index], m) for m in matches]
+                matches = self.matcher.decide(encoded.embeddings)
+            reports = [self._report(frame, encoded.embedded[m.face_index], m) for m in matches]
         finally:
             frame.image.fill(0)
-            self._chips[: self.max_faces].fill(0)
-            if embeddings is not None:
-                embeddings.fill(0.0)
-            seen = len(detections)
-            detections.clear()
-            aligned.clear()
+            seen, embedded = len(encoded.detected), len(encoded.embedded)
+            encoded.scrub()
         self.counters.frames += 1
         self.counters.faces_seen += seen
+        self.counters.faces_rejected += seen - embedded
         self.counters.matches += len(reports)
         self.counters.faces_discarded += seen - len(reports)
         return reports
-
-    def _align(self, frame: Frame, detections: list[Detection]) -> list[Detection]:
-        """Align each face into the next free chip slot; a face that cannot be aligned
-        (degenerate keypoints) is dropped unembedded and counted as discarded."""
-        aligned: list[Detection] = []
-        for detection in detections:
-            try:
-                align_face(frame.image, detection, self._template, self._chips[len(aligned)])
-            except InputError:
-                continue
-            aligned.append(detection)
-        return aligned
 
     def _report(self, frame: Frame, detection: Detection, match: Match) -> MatchReport:
         x0, y0, x1, y1 = (round(v) for v in detection.box)
@@ -155,5 +96,5 @@ class Pipeline:
             stream_time=round(frame.stream_time, 3),
             capture_time=frame.capture_time,
             box=(x0, y0, x1, y1),
-            model_id=self.embedder.spec.model_id,
+            model_id=self.encoder.embedder.spec.model_id,
         )

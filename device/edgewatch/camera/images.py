@@ -88,7 +88,7 @@ def resolve_image_paths(source: str) -> list[Path]:
         if folder.exists():
             return [folder]
         raise InputError(f"{source}: no such file or folder")
-    paths = sorted(Path(p) for p in glob.glob(source) if Path(p).is_file())
+    paths = sorted(Path(p) for p in glob.glob(source) if Path(p).is_file())  # noqa: PTH207
     if not paths:
         raise InputError(f"{source}: pattern matches no files")
     return paths

@@ -114,8 +114,10 @@ class VideoCamera(Camera):
                     f"{self._config.path}: corrupt video data after frame {self._index} "
                     f"({_reason(exc)})"
                 ) from None
-            seconds = float(video_frame.time) if video_frame.time is not None else (
-                self._index * self._frame_period
+            seconds = (
+                float(video_frame.time)
+                if video_frame.time is not None
+                else (self._index * self._frame_period)
             )
             return video_frame.to_ndarray(format="bgr24"), seconds
         return None

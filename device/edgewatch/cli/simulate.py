@@ -11,7 +11,12 @@ from typing import Any
 
 from edgewatch.appliance import build_pipeline, load_vision, run_camera
 from edgewatch.camera.registry import create_camera
-from edgewatch.config import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, parse_config
+from edgewatch.config import (
+    DEFAULT_DETECTOR,
+    DEFAULT_EMBEDDER,
+    DEFAULT_LANDMARKER,
+    parse_config,
+)
 from edgewatch.matching.enrol import build_gallery, parse_enrol_option
 from edgewatch.pipeline import MatchReport
 from edgewatch.progress import ProgressLine
@@ -63,17 +68,28 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--realtime",
         action="store_true",
-        help="deliver frames at their recorded rate, like a live camera (default: as fast as possible)",
+        help="deliver frames at their recorded rate, like a live camera "
+        "(default: as fast as possible)",
     )
     parser.add_argument("--loop", action="store_true", help="replay the source forever")
     parser.add_argument(
         "--images-fps", type=float, default=1.0, metavar="FPS", help="frame rate for --images"
     )
     parser.add_argument(
-        "--max-frames", type=int, metavar="N", help="stop after N frames (default: the whole source)"
+        "--max-frames",
+        type=int,
+        metavar="N",
+        help="stop after N frames (default: the whole source)",
     )
     parser.add_argument(
         "--detector", default=DEFAULT_DETECTOR, metavar="MODEL", help="detector model id"
+    )
+    parser.add_argument(
+        "--landmarker",
+        default=DEFAULT_LANDMARKER,
+        metavar="MODEL",
+        help="landmark model that refines alignment and rejects unusable faces "
+        "('none': align on the detector's keypoints, no gate)",
     )
     parser.add_argument(
         "--embedder", default=DEFAULT_EMBEDDER, metavar="MODEL", help="embedder model id"
@@ -113,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "camera": _camera_config(args),
             "detector": {"model": args.detector},
+            "landmarker": {"model": None if args.landmarker == "none" else args.landmarker},
             "embedder": {"model": args.embedder},
             "matching": {"threshold": args.threshold, "margin": args.margin},
             "model_manifests": args.model_manifest,
@@ -121,10 +138,10 @@ def run(args: argparse.Namespace) -> int:
     )
     photos = [parse_enrol_option(value) for value in args.enrol]
     parts = load_vision(config)
-    gallery = build_gallery(photos, parts.detector, parts.embedder)
+    gallery = build_gallery(photos, parts.encoder)
     if not photos:
         print("edgewatch: no one enrolled (--enrol): every face will be discarded", file=sys.stderr)
-    pipeline = build_pipeline(parts, gallery, config)
+    pipeline = build_pipeline(parts, gallery)
     per_subject: Counter[str] = Counter()
 
     def on_match(report: MatchReport) -> None:
@@ -132,18 +149,17 @@ def run(args: argparse.Namespace) -> int:
         print(_format_json(report) if args.json else _format_text(report), flush=True)
 
     with create_camera(config.camera) as camera:
-        progress = ProgressLine(
-            "frames", camera.frame_count, enabled=not args.no_progress
-        )
+        progress = ProgressLine("frames", camera.frame_count, enabled=not args.no_progress)
         summary = run_camera(camera, pipeline, on_match, args.max_frames, progress)
     c = summary.counters
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_ms.items())
     print(
-        f"summary: {c.frames} frames, {c.faces_seen} faces seen, {c.faces_discarded} discarded, "
-        f"{c.matches} matches, {summary.fps:.1f} frames/s\n"
+        f"summary: {c.frames} frames, {c.faces_seen} faces seen, {c.faces_discarded} discarded "
+        f"({c.faces_rejected} of them unusable, never embedded), {c.matches} matches, "
+        f"{summary.fps:.1f} frames/s\n"
         f"median ms per frame: {stages}\n"
         f"matches per subject: {dict(per_subject) or 'none'}\n"
-        f"policy: {parts.embedder.spec.model_id} threshold {parts.policy.threshold} "
+        f"policy: {parts.encoder.embedder.spec.model_id} threshold {parts.policy.threshold} "
         f"margin {parts.policy.margin}",
         file=sys.stderr,
     )

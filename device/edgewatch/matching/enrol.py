@@ -1,5 +1,5 @@
-"""Enrolment: reference photos to templates, through the device's own detector,
-aligner and embedder (templates from any other pipeline would not be comparable).
+"""Enrolment: reference photos to templates, through the device's own face encoder
+(templates from any other pipeline would not be comparable).
 
 Used by ``edgewatch simulate --enrol`` to build an in-memory gallery; the
 photos and the chips are never written anywhere, and the buffers are
@@ -18,9 +18,7 @@ import numpy as np
 from edgewatch.errors import ConfigError, InputError
 from edgewatch.imaging import load_image
 from edgewatch.matching.gallery import Gallery, Subject
-from edgewatch.vision.align import align_face
-from edgewatch.vision.detect import FaceDetector
-from edgewatch.vision.embed import Embedder
+from edgewatch.vision.encoder import FaceEncoder
 from edgewatch.vision.types import FloatArray
 
 log = logging.getLogger(__name__)
@@ -40,52 +38,46 @@ def parse_enrol_option(value: str) -> ReferencePhoto:
     name, sep, path = value.partition("=")
     name = name.strip()
     if not sep or not name or not path.strip():
-        raise ConfigError(f"--enrol {value!r}: expected NAME=IMAGE, e.g. 'Jane Doe=photos/jane.jpg'")
+        raise ConfigError(
+            f"--enrol {value!r}: expected NAME=IMAGE, e.g. 'Jane Doe=photos/jane.jpg'"
+        )
     return ReferencePhoto(subject=name, path=Path(path.strip()))
 
 
-def template_from_photo(
-    photo: ReferencePhoto, detector: FaceDetector, embedder: Embedder
-) -> FloatArray:
-    """The (dim,) template of the largest face in the photo."""
+def template_from_photo(photo: ReferencePhoto, encoder: FaceEncoder) -> FloatArray:
+    """The (dim,) template of the largest usable face in the photo."""
     image = load_image(photo.path)
-    chip = embedder.spec.chip_buffer(1)
+    encoded = encoder.encode(image)
     try:
-        detections = detector.detect(image)
-        if not detections:
+        if not encoded.embedded:
+            found = "a face was found but is not usable (turned away, occluded or blurred)"
             raise InputError(
-                f"{photo.path}: no face found for {photo.subject!r}; use a photo in which "
-                "the face is frontal and clearly visible"
+                f"{photo.path}: no usable face for {photo.subject!r}: "
+                f"{found if encoded.detected else 'no face found'}; use a photo in which the "
+                "face is frontal and clearly visible"
             )
-        if len(detections) > 1:
+        if len(encoded.embedded) > 1:
             log.warning(
                 "%s: %d faces found; enrolling the largest as %r",
                 photo.path,
-                len(detections),
+                len(encoded.embedded),
                 photo.subject,
             )
-        largest = max(detections, key=lambda d: d.width * d.height)
-        align_face(image, largest, embedder.spec.template_array(), chip[0])
-        embedding = embedder.embed(chip)
-        template: FloatArray = embedding[0].copy()
-        embedding.fill(0.0)
+        areas = [d.width * d.height for d in encoded.embedded]
+        template: FloatArray = encoded.embeddings[int(np.argmax(areas))].copy()
         return template
     finally:
         image.fill(0)
-        chip.fill(0)
+        encoded.scrub()
 
 
-def build_gallery(
-    photos: Sequence[ReferencePhoto], detector: FaceDetector, embedder: Embedder
-) -> Gallery:
+def build_gallery(photos: Sequence[ReferencePhoto], encoder: FaceEncoder) -> Gallery:
     """A gallery with every subject's photos as that subject's templates."""
     by_subject: dict[str, list[FloatArray]] = {}
     categories: dict[str, str] = {}
     for photo in photos:
-        by_subject.setdefault(photo.subject, []).append(
-            template_from_photo(photo, detector, embedder)
-        )
+        by_subject.setdefault(photo.subject, []).append(template_from_photo(photo, encoder))
         categories.setdefault(photo.subject, photo.category)
     subjects = [Subject(name, categories[name]) for name in by_subject]
     templates = [np.stack(t) for t in by_subject.values()]
-    return Gallery(embedder.spec.model_id, subjects, templates)
+    return Gallery(encoder.embedder.spec.model_id, subjects, templates)

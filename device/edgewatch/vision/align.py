@@ -67,9 +67,11 @@ def alignment_points(detection: Detection) -> Matrix:
 def estimate_similarity(src: npt.ArrayLike, dst: npt.ArrayLike) -> Matrix:
     """The (2, 3) similarity that maps ``src`` points onto ``dst`` points best.
 
-    Least squares over all point pairs (Umeyama's closed form), constrained to a
-    proper rotation: a mirrored face is a different face, so a reflection is
-    never allowed to improve the fit.
+    Least squares over all point pairs, constrained to a proper rotation (a
+    mirrored face is a different face, so a reflection never improves the
+    fit). This is Umeyama's solution; in 2-D it reduces to a closed form: with
+    centred points as complex numbers s and d, the scaled rotation is
+    ``sum(conj(s) * d) / sum(|s|^2)``, i.e. ``a + ib`` below.
     """
     src_pts = _as_points(src, "keypoints")
     dst_pts = _as_points(dst, "template points")
@@ -77,23 +79,19 @@ def estimate_similarity(src: npt.ArrayLike, dst: npt.ArrayLike) -> Matrix:
         raise ValueError("keypoints and template must have the same number of points")
     src_mean = src_pts.mean(axis=0)
     dst_mean = dst_pts.mean(axis=0)
-    src_centred = src_pts - src_mean
-    dst_centred = dst_pts - dst_mean
-    src_var = float((src_centred**2).sum()) / len(src_pts)
-    if not src_var > MIN_EYE_DISTANCE_PX**2 / 4:
+    s = src_pts - src_mean
+    d = dst_pts - dst_mean
+    spread = float((s**2).sum())
+    if not spread > len(s) * (MIN_EYE_DISTANCE_PX / 2) ** 2:
         raise InputError("face keypoints (nearly) coincide; cannot align the face")
-    covariance = dst_centred.T @ src_centred / len(src_pts)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1.0
-    rotation = u @ sign @ vt
-    scale = float(np.trace(np.diag(singular) @ sign)) / src_var
-    if not (np.isfinite(scale) and scale > 0):
+    a = float((s * d).sum()) / spread
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / spread
+    if not a * a + b * b > 0:
         raise InputError("face keypoints are degenerate; cannot align the face")
+    rotation = np.array([[a, -b], [b, a]])
     matrix = np.empty((2, 3), dtype=np.float64)
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    matrix[:, :2] = rotation
+    matrix[:, 2] = dst_mean - rotation @ src_mean
     return matrix
 
 

@@ -34,7 +34,7 @@ class ModelEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["detector", "embedder"] = Field(description="What the model does.")
+    kind: Literal["detector", "landmarker", "embedder"] = Field(description="What the model does.")
     backend: str = Field(description="Registry name of the code that runs it.")
     file: str | None = Field(
         default=None, description="Path relative to the manifest's folder, or absolute."
