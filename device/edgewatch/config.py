@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgewatch.camera.registry import CameraConfig
 from edgewatch.errors import ConfigError
@@ -39,11 +39,16 @@ class LandmarkerConfig(BaseModel):
 
     model: str | None = Field(
         default=DEFAULT_LANDMARKER,
-        description="Model id from the manifest, or null to align on the detector's keypoints.",
+        description="Model id from the manifest, or 'none' to align on the detector's keypoints.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Backend options, e.g. min_presence or num_threads."
     )
+
+    @field_validator("model")
+    @classmethod
+    def _none_disables(cls, value: str | None) -> str | None:
+        return None if value in (None, "none") else value
 
 
 class EmbedderConfig(BaseModel):

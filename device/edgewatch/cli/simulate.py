@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "camera": _camera_config(args),
             "detector": {"model": args.detector},
-            "landmarker": {"model": None if args.landmarker == "none" else args.landmarker},
+            "landmarker": {"model": args.landmarker},
             "embedder": {"model": args.embedder},
             "matching": {"threshold": args.threshold, "margin": args.margin},
             "model_manifests": args.model_manifest,

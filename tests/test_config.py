@@ -1,0 +1,65 @@
+"""Configuration: the example file validates, and mistakes get clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgewatch.camera.picam import Picamera2CameraConfig
+from edgewatch.camera.video import VideoCameraConfig
+from edgewatch.config import load_config, parse_config
+from edgewatch.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "edgewatch.example.toml"
+
+
+def test_example_configuration_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    assert isinstance(config.camera, Picamera2CameraConfig)
+    assert config.camera.width == 1280
+    assert config.detector.model == "blazeface-full-range"
+    assert config.detector.options["tiling"] is True
+    assert config.landmarker.model == "facemesh-v1"
+    assert config.embedder.model == "dlib-resnet-v1"
+    assert config.matching.threshold is None
+
+
+def test_landmarker_can_be_switched_off() -> None:
+    config = parse_config({"camera": {"type": "picamera2"}, "landmarker": {"model": "none"}}, "t")
+    assert config.landmarker.model is None
+
+
+def test_camera_type_selects_the_backend(tmp_path: Path) -> None:
+    config = parse_config({"camera": {"type": "video", "path": str(tmp_path / "a.mp4")}}, "test")
+    assert isinstance(config.camera, VideoCameraConfig)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({}, "camera: Field required"),
+        ({"camera": {"type": "webcam"}}, "camera: Input tag 'webcam'"),
+        ({"camera": {"type": "picamera2", "fsp": 10}}, "camera.picamera2.fsp: Extra inputs"),
+        ({"camera": {"type": "picamera2", "fps": -1}}, "camera.picamera2.fps"),
+        (
+            {"camera": {"type": "picamera2"}, "matching": {"threshold": 2}},
+            "matching.threshold: Input should be less than or equal to 1",
+        ),
+        ({"camera": {"type": "picamera2"}, "detecter": {}}, "detecter: Extra inputs"),
+    ],
+)
+def test_mistakes_name_the_field(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match="invalid configuration") as raised:
+        parse_config(raw, "unit.toml")
+    assert message in str(raised.value)
+    assert str(raised.value).startswith("unit.toml: ")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("camera = [unclosed", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(broken)
