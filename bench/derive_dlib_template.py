@@ -31,6 +31,7 @@ import face_recognition_models
 import numpy as np
 import numpy.typing as npt
 
+from edgewatch.config import DEFAULT_LANDMARKER
 from edgewatch.errors import EdgewatchError
 from edgewatch.vision.align import align_face, alignment_points, estimate_similarity
 from edgewatch.vision.embed import DlibEmbedder, DlibParams
@@ -236,6 +237,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "keypoints, and check embedding parity with dlib's own alignment.",
     )
     parser.add_argument("--detector", choices=DETECTORS, default="blazeface-full-range")
+    parser.add_argument(
+        "--landmarker",
+        default=DEFAULT_LANDMARKER,
+        help="landmark model refining the keypoints, as on the device ('none': detector's own)",
+    )
     parser.add_argument("--faces", type=int, default=300, help="faces to derive from")
     parser.add_argument("--parity", type=int, default=150, help="held-out faces for parity")
     return parser.parse_args(argv)
@@ -245,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Derive, print the manifest values, check parity; returns the exit code."""
     args = parse_args(argv)
     try:
-        finder = make_face_finder(args.detector, load_manifest())
+        landmarker = None if args.landmarker == "none" else args.landmarker
+        finder = make_face_finder(args.detector, load_manifest(), landmarker_id=landmarker)
         aligner = DlibAligner()
         samples, pixel_errors = collect(split_images(args.faces, 0), finder, aligner)
         print(f"{len(samples)} faces with both dlib and {args.detector} keypoints")

@@ -50,6 +50,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edgewatch.config import DEFAULT_LANDMARKER
 from edgewatch.errors import EdgewatchError
 from edgewatch.vision.align import align_face
 from edgewatch.vision.embed import Embedder, create_embedder
@@ -126,22 +127,34 @@ def person(path: Path) -> str:
 
 
 def make_face_finder(
-    name: str, manifest: ModelManifest, min_score: float | None = None
+    name: str,
+    manifest: ModelManifest,
+    min_score: float | None = None,
+    landmarker_id: str | None = DEFAULT_LANDMARKER,
 ) -> FaceFinder:
     """A function giving the largest face in a frame, for one detector choice.
 
     BlazeFace is the product's detector; YuNet (from ../shared) is a peer kept
-    for comparison and for work before the BlazeFace wrapper existed.
+    for comparison and for work before the BlazeFace wrapper existed. With a
+    landmarker (the product's default), the largest face's keypoints are
+    refined exactly as the device refines them, and a face the landmark model
+    rejects counts as not found.
     """
     if name == "yunet":
         return _yunet_finder()
     from edgewatch.vision.detect import create_detector
+    from edgewatch.vision.landmarks import create_landmarker
 
     options = {} if min_score is None else {"min_score": min_score}
     detector = create_detector(manifest, name, **options)
+    landmarker = None if landmarker_id is None else create_landmarker(manifest, landmarker_id)
 
     def largest(frame: ImageArray) -> Detection | None:
-        return _largest(detector.detect(frame))
+        face = _largest(detector.detect(frame))
+        if face is None or landmarker is None:
+            return face
+        found = landmarker.landmarks(frame, face)
+        return found.refine(face) if found.presence >= landmarker.min_presence else None
 
     return largest
 
@@ -470,6 +483,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--min-score", type=float, help="override the BlazeFace model's min_score (manifest)"
     )
     parser.add_argument(
+        "--landmarker",
+        default=DEFAULT_LANDMARKER,
+        help="landmark model refining the keypoints, as on the device ('none': detector's own)",
+    )
+    parser.add_argument(
         "--models", nargs="+", choices=EMBEDDERS, default=list(EMBEDDERS), help="embedders"
     )
     parser.add_argument(
@@ -489,11 +507,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs = balanced_subset(pairs, args.limit)
         images = sorted({p.first for p in pairs} | {p.second for p in pairs})
         start = time.perf_counter()
-        detections = detect_all(images, make_face_finder(args.detector, manifest, args.min_score))
+        landmarker = None if args.landmarker == "none" else args.landmarker
+        finder = make_face_finder(args.detector, manifest, args.min_score, landmarker)
+        detections = detect_all(images, finder)
         detect_s = time.perf_counter() - start
         setting = "" if args.min_score is None else f" min_score {args.min_score}"
         print(
-            f"{len(pairs)} pairs, {len(images)} images, detector {args.detector}{setting} ", end=""
+            f"{len(pairs)} pairs, {len(images)} images, detector {args.detector}{setting}, "
+            f"landmarker {args.landmarker} ",
+            end="",
         )
         print(f"({sum(d is None for d in detections.values())} without a face, {detect_s:.1f} s)")
         results = {m: run_embedder(m, manifest, pairs, detections) for m in args.models}
@@ -503,7 +525,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for model_id, result in results.items():
         print_result(model_id, result)
     if args.json:
-        summary = {"detector": args.detector, "min_score": args.min_score, "results": results}
+        summary = {
+            "detector": args.detector,
+            "landmarker": args.landmarker,
+            "min_score": args.min_score,
+            "results": results,
+        }
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return 0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgewatch.cli.main import main
+from tests.hamilton import enrol_options
 
 HAMILTON = "short_hamilton_clip.mp4"
 
@@ -38,46 +39,82 @@ def edgewatch(*args: str) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-@pytest.fixture(scope="module")
-def hamilton_run(faces_dir: Path, videos_dir: Path) -> Run:
-    examples = faces_dir / "examples"
+RESEARCH_MANIFEST = Path(__file__).resolve().parents[1] / "bench" / "research_models.toml"
+
+
+def hamilton(faces_dir: Path, videos_dir: Path, *extra: str) -> Run:
+    """The appliance on the hamilton clip with the cast enrolled from all their photos."""
     return edgewatch(
         "simulate",
         "--video",
         str(videos_dir / HAMILTON),
-        "--enrol",
-        f"Lin-Manuel Miranda={examples / 'lin-manuel-miranda.png'}",
-        "--enrol",
-        f"Barack Obama={examples / 'obama.jpg'}",
-        "--enrol",
-        f"Alex Lacamoire={examples / 'alex-lacamoire.png'}",
-        "--enrol",
-        f"Joe Biden={examples / 'biden.jpg'}",
+        *enrol_options(faces_dir / "examples"),
         "--json",
         "--no-progress",
+        *extra,
     )
 
 
-def test_hamilton_clip_matches_miranda_on_stage(hamilton_run: Run) -> None:
-    assert hamilton_run.returncode == 0, hamilton_run.stderr
-    miranda = [m for m in hamilton_run.matches if m["subject"] == "Lin-Manuel Miranda"]
-    assert len(miranda) >= 10
+@pytest.fixture(scope="module")
+def default_run(faces_dir: Path, videos_dir: Path) -> Run:
+    """The shipped, licence-clean configuration (dlib embedder)."""
+    return hamilton(faces_dir, videos_dir)
 
 
-def test_hamilton_clip_matches_obama_in_the_audience_near_the_end(hamilton_run: Run) -> None:
-    obama = [m for m in hamilton_run.matches if m["subject"] == "Barack Obama"]
-    assert obama, "Barack Obama (about 65 px wide, in the audience) must be matched"
-    assert all(float(str(m["stream_time"])) > 6.0 for m in obama)
+@pytest.fixture(scope="module")
+def arcface_run(faces_dir: Path, videos_dir: Path) -> Run:
+    """The ArcFace backend with the research-only MobileFaceNet (the reference's embedder)."""
+    return hamilton(
+        faces_dir,
+        videos_dir,
+        "--embedder",
+        "mobilefacenet-insightface",
+        "--model-manifest",
+        str(RESEARCH_MANIFEST),
+    )
 
 
-def test_hamilton_clip_never_reports_lacamoire_or_biden(hamilton_run: Run) -> None:
-    subjects = {m["subject"] for m in hamilton_run.matches}
-    assert "Alex Lacamoire" not in subjects
-    assert "Joe Biden" not in subjects
+def subjects_of(run: Run) -> dict[str, list[dict[str, object]]]:
+    assert run.returncode == 0, run.stderr
+    found: dict[str, list[dict[str, object]]] = {}
+    for match in run.matches:
+        found.setdefault(str(match["subject"]), []).append(match)
+    return found
 
 
-def test_hamilton_clip_json_lines_and_summary(hamilton_run: Run) -> None:
-    for match in hamilton_run.matches:
+def is_obama_in_the_audience(match: dict[str, object]) -> bool:
+    """Obama sits in the audience from the cut at frame 211, face centre x ~ 335."""
+    x0, _, x1, _ = (int(v) for v in match["box"])  # type: ignore[attr-defined]
+    return int(str(match["frame_index"])) >= 211 and 290 < (x0 + x1) / 2 < 380
+
+
+@pytest.mark.parametrize("run_name", ["default_run", "arcface_run"])
+def test_hamilton_matches_miranda_on_stage_and_never_lacamoire_or_biden(
+    run_name: str, request: pytest.FixtureRequest
+) -> None:
+    found = subjects_of(request.getfixturevalue(run_name))
+    miranda = found.get("Lin-Manuel Miranda", [])
+    assert len(miranda) >= 50
+    assert all(int(str(m["frame_index"])) < 211 for m in miranda), "Miranda is not in the audience"
+    assert "Alex Lacamoire" not in found
+    assert "Joe Biden" not in found
+
+
+def test_hamilton_matches_obama_in_the_audience(arcface_run: Run) -> None:
+    obama = subjects_of(arcface_run).get("Barack Obama", [])
+    assert len(obama) >= 10, "Barack Obama (about 65 px wide, in the audience) must be matched"
+    assert all(is_obama_in_the_audience(m) for m in obama)
+
+
+def test_hamilton_default_embedder_never_misreports_obama(default_run: Run) -> None:
+    """dlib's model cannot separate Obama's small turned face from the others at its
+    calibrated threshold (see README); it must at least never put his name on anyone else."""
+    obama = subjects_of(default_run).get("Barack Obama", [])
+    assert all(is_obama_in_the_audience(m) for m in obama)
+
+
+def test_hamilton_json_lines_and_summary(default_run: Run) -> None:
+    for match in default_run.matches:
         assert match["type"] == "match"
         assert set(match) == {
             "type",
@@ -92,7 +129,7 @@ def test_hamilton_clip_json_lines_and_summary(hamilton_run: Run) -> None:
             "model_id",
         }
         assert float(str(match["score"])) >= float(str(match["threshold"]))
-    assert "summary: 275 frames" in hamilton_run.stderr
+    assert "summary: 275 frames" in default_run.stderr
 
 
 def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,7 +176,7 @@ def test_enrol_photo_without_a_face(tmp_path: Path, videos_dir: Path) -> None:
     cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
     run = edgewatch("simulate", "--video", str(videos_dir / HAMILTON), "--enrol", f"Nobody={blank}")
     assert run.returncode == 3
-    assert f"{blank}: no face found" in run.stderr
+    assert f"{blank}: no usable face for 'Nobody': no face found" in run.stderr
 
 
 def test_unknown_model_lists_the_known_ones(videos_dir: Path) -> None:

@@ -62,7 +62,13 @@ def load_vision(config: AppConfig) -> VisionParts:
             manifest, config.landmarker.model, **config.landmarker.options
         )
     embedder = create_embedder(manifest, config.embedder.model, **config.embedder.options)
-    encoder = FaceEncoder(detector, embedder, landmarker, config.max_faces_per_frame)
+    encoder = FaceEncoder(
+        detector,
+        embedder,
+        landmarker,
+        max_faces=config.quality.max_faces_per_frame,
+        min_face_px=config.quality.min_face_px,
+    )
     return VisionParts(manifest, encoder, resolve_policy(config, embedder))
 
 

@@ -51,6 +51,21 @@ class LandmarkerConfig(BaseModel):
         return None if value in (None, "none") else value
 
 
+class QualityConfig(BaseModel):
+    """Gates a face must pass before it is embedded; a refused face is discarded unembedded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_face_px: float = Field(
+        default=40.0,
+        ge=0.0,
+        description="Minimum face width in pixels: smaller faces are too small to identify.",
+    )
+    max_faces_per_frame: int = Field(
+        default=16, ge=1, le=256, description="Faces beyond this many in a frame are refused."
+    )
+
+
 class EmbedderConfig(BaseModel):
     """Which embedder model turns aligned faces into templates."""
 
@@ -81,14 +96,12 @@ class AppConfig(BaseModel):
     camera: CameraConfig = Field(description="Where frames come from.")
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     landmarker: LandmarkerConfig = Field(default_factory=LandmarkerConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     model_manifests: list[Path] = Field(
         default_factory=list,
         description="Extra model manifests layered on the shipped one (e.g. research models).",
-    )
-    max_faces_per_frame: int = Field(
-        default=16, ge=1, le=256, description="Faces beyond this many in a frame are discarded."
     )
 
 

@@ -101,6 +101,13 @@ def register(commands: Any) -> None:
         "--margin", type=float, help="minimum lead over the runner-up (default: the model's)"
     )
     parser.add_argument(
+        "--min-face-px",
+        type=float,
+        default=40.0,
+        metavar="PX",
+        help="faces narrower than this are never embedded (default 40)",
+    )
+    parser.add_argument(
         "--model-manifest",
         action="append",
         default=[],
@@ -132,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             "landmarker": {"model": args.landmarker},
             "embedder": {"model": args.embedder},
             "matching": {"threshold": args.threshold, "margin": args.margin},
+            "quality": {"min_face_px": args.min_face_px},
             "model_manifests": args.model_manifest,
         },
         "command line",

@@ -121,15 +121,19 @@ def align_face(
     eye, nose tip and mouth centre; the chip size is ``out``'s size. Pixels
     that map outside the frame are black, as in dlib's and insightface's chips.
     """
-    _check_image(frame, "frame")
-    _check_chip_buffer(out)
     matrix = chip_transform(detection, template)
     warp_into(frame, matrix, out)
     return out
 
 
 def warp_into(frame: ImageArray, matrix: Matrix, out: ImageArray) -> None:
-    """Apply the frame-to-chip ``matrix`` to ``frame``, writing every pixel of ``out``."""
+    """Apply the frame-to-chip ``matrix`` to ``frame``, writing every pixel of ``out``.
+
+    For callers that fit the matrix themselves (e.g. from refined landmarks
+    with :func:`estimate_similarity`); :func:`align_face` ends here too.
+    """
+    _check_image(frame, "frame")
+    _check_chip_buffer(out)
     source, matrix = _prefilter(frame, matrix, (out.shape[1], out.shape[0]))
     result = cv2.warpAffine(
         source,

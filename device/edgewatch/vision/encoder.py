@@ -17,7 +17,7 @@ import numpy as np
 
 from edgewatch.errors import InputError
 from edgewatch.timing import StageClock
-from edgewatch.vision.align import align_face, estimate_similarity, warp_into
+from edgewatch.vision.align import align_face
 from edgewatch.vision.detect import FaceDetector
 from edgewatch.vision.embed import Embedder
 from edgewatch.vision.landmarks import Landmarker
@@ -52,8 +52,10 @@ class FaceEncoder:
         embedder: Embedder,
         landmarker: Landmarker | None = None,
         max_faces: int = 16,
+        min_face_px: float = 0.0,
     ) -> None:
         self.detector = detector
+        self.min_face_px = min_face_px
         self.landmarker = landmarker
         self.embedder = embedder
         self.max_faces = max_faces
@@ -63,9 +65,11 @@ class FaceEncoder:
     def encode(self, image: ImageArray, clock: StageClock | None = None) -> EncodedFaces:
         """All faces in ``image`` and the embeddings of those that pass the gates.
 
-        At most ``max_faces`` faces (the detector's best) are embedded; the rest
-        are counted by the caller as rejected. The chip batch is overwritten
-        before this returns, whatever happens.
+        Faces narrower than ``min_face_px`` carry too little detail to be
+        identified reliably (a 30-pixel face scores high against many people
+        with some embedders) and are never embedded; nor are faces beyond the
+        ``max_faces`` best. The caller counts them as rejected. The chip batch
+        is overwritten before this returns, whatever happens.
         """
         clock = clock or StageClock()
         encoded = EncodedFaces()
@@ -73,7 +77,10 @@ class FaceEncoder:
             with clock.measure("detect"):
                 encoded.detected = self.detector.detect(image)
             with clock.measure("landmarks"):
-                candidates = self._gate(image, encoded.detected[: self.max_faces])
+                large_enough = [
+                    d for d in encoded.detected[: self.max_faces] if d.width >= self.min_face_px
+                ]
+                candidates = self._gate(image, large_enough)
             with clock.measure("align"):
                 encoded.embedded = self._align(image, candidates)
             with clock.measure("embed"):
@@ -86,39 +93,28 @@ class FaceEncoder:
         """Overwrite every chip slot."""
         self._chips.fill(0)
 
-    def _gate(
-        self, image: ImageArray, detections: list[Detection]
-    ) -> list[tuple[Detection, FloatArray | None]]:
-        """Each face with its refined alignment points, minus those the landmark
-        model says are not a usable face (profile, occluded, false detection).
-        Without a landmarker, the detector's own keypoints are used (None)."""
+    def _gate(self, image: ImageArray, detections: list[Detection]) -> list[Detection]:
+        """Each face with refined keypoints, minus those the landmark model says are
+        not a usable face (profile, occluded, false detection). Without a
+        landmarker, the detector's own keypoints are used as they are."""
         if self.landmarker is None:
-            return [(detection, None) for detection in detections]
-        kept: list[tuple[Detection, FloatArray | None]] = []
+            return list(detections)
+        kept: list[Detection] = []
         for detection in detections:
             found = self.landmarker.landmarks(image, detection)
             if found.presence >= self.landmarker.min_presence:
-                kept.append((detection, found.alignment_points()))
+                kept.append(found.refine(detection))
             found.points.fill(0.0)
         return kept
 
-    def _align(
-        self, image: ImageArray, candidates: list[tuple[Detection, FloatArray | None]]
-    ) -> list[Detection]:
-        """Align each face into the next free chip slot; a face whose points are
+    def _align(self, image: ImageArray, candidates: list[Detection]) -> list[Detection]:
+        """Align each face into the next free chip slot; a face whose keypoints are
         degenerate is dropped unembedded."""
         aligned: list[Detection] = []
-        for detection, points in candidates:
-            slot = self._chips[len(aligned)]
+        for detection in candidates:
             try:
-                if points is None:
-                    align_face(image, detection, self._template, slot)
-                else:
-                    warp_into(image, estimate_similarity(points, self._template), slot)
+                align_face(image, detection, self._template, self._chips[len(aligned)])
             except InputError:
                 continue
-            finally:
-                if points is not None:
-                    points.fill(0.0)
             aligned.append(detection)
         return aligned

@@ -43,6 +43,14 @@ _NOSE_TIP: Final = 1
 _RIGHT_MOUTH_CORNER: Final = 61
 _LEFT_MOUTH_CORNER: Final = 291
 
+ALIGNED_KEYPOINTS: Final = (
+    Keypoint.RIGHT_EYE,
+    Keypoint.LEFT_EYE,
+    Keypoint.NOSE_TIP,
+    Keypoint.MOUTH_CENTER,
+)
+"""The detector keypoints that :meth:`FaceLandmarks.refine` replaces, in this order."""
+
 ALIGNMENT_POINT_NAMES: Final = (
     "right_eye",
     "left_eye",
@@ -64,6 +72,13 @@ class FaceLandmarks:
 
     def __repr__(self) -> str:
         return f"FaceLandmarks(presence={self.presence:.2f}, points=<redacted>)"
+
+    def refine(self, detection: Detection) -> Detection:
+        """``detection`` with its eyes, nose tip and mouth centre replaced by these
+        more precise points (the ear tragions, unused by alignment, are kept)."""
+        keypoints = detection.keypoints.copy()
+        keypoints[: len(ALIGNED_KEYPOINTS)] = self.alignment_points()
+        return Detection(box=detection.box, keypoints=keypoints, score=detection.score)
 
     def alignment_points(self) -> FloatArray:
         """(4, 2): right eye, left eye, nose tip, mouth centre (the templates' points).
