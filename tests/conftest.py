@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from edgewatch.vision.detect import FaceDetector, create_detector
+from edgewatch.vision.embed import Embedder, create_embedder
+from edgewatch.vision.landmarks import Landmarker, create_landmarker
 from edgewatch.vision.models import ModelManifest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +54,22 @@ def research_manifest(shared_dir: Path) -> ModelManifest:
     combined = ModelManifest.default()
     combined.extend(RESEARCH_MANIFEST)
     return combined
+
+
+@pytest.fixture(scope="session")
+def detector(manifest: ModelManifest) -> FaceDetector:
+    """The product's default detector (BlazeFace full-range, tiled)."""
+    return create_detector(manifest, "blazeface-full-range")
+
+
+@pytest.fixture(scope="session")
+def landmarker(manifest: ModelManifest) -> Landmarker:
+    """The product's landmark refiner and presence gate (FaceMesh)."""
+    return create_landmarker(manifest, "facemesh-v1")
+
+
+@pytest.fixture(scope="session")
+def dlib_embedder(manifest: ModelManifest) -> Embedder:
+    """The product's default, licence-clean embedder."""
+    return create_embedder(manifest, "dlib-resnet-v1")
+

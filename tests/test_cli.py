@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.hamilton_cast import enrol_options
 from edgewatch.cli.main import main
-from tests.hamilton import enrol_options
 
 HAMILTON = "short_hamilton_clip.mp4"
 
@@ -189,3 +189,31 @@ def test_threshold_out_of_range(videos_dir: Path) -> None:
     run = edgewatch("simulate", "--video", str(videos_dir / HAMILTON), "--threshold", "3")
     assert run.returncode == 2
     assert "matching.threshold" in run.stderr
+
+
+def test_images_source_matches_the_enrolled_person(faces_dir: Path) -> None:
+    examples = faces_dir / "examples"
+    run = edgewatch(
+        "simulate",
+        "--images",
+        str(examples / "obama-*.jpg"),
+        "--enrol",
+        f"Barack Obama={examples / 'obama.jpg'}",
+        "--enrol",
+        f"Joe Biden={examples / 'biden.jpg'}",
+        "--json",
+        "--no-progress",
+    )
+    assert run.returncode == 0, run.stderr
+    assert [m["subject"] for m in run.matches] == ["Barack Obama"] * 4  # 240p..1080p
+    assert "summary: 4 frames" in run.stderr
+
+
+def test_no_one_enrolled_discards_everything(faces_dir: Path) -> None:
+    run = edgewatch(
+        "simulate", "--images", str(faces_dir / "examples" / "biden.jpg"), "--no-progress"
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert "no one enrolled" in run.stderr
+    assert "1 faces seen, 1 discarded" in run.stderr

@@ -10,20 +10,10 @@ import pytest
 from edgewatch.camera.video import VideoCamera, VideoCameraConfig
 from edgewatch.errors import ConfigError, ModelError
 from edgewatch.imaging import load_image
-from edgewatch.vision.detect import FaceDetector, create_detector
+from edgewatch.vision.detect import FaceDetector
 from edgewatch.vision.landmarks import Landmarker, create_landmarker
 from edgewatch.vision.models import ModelManifest
 from edgewatch.vision.types import Detection
-
-
-@pytest.fixture(scope="module")
-def detector(manifest: ModelManifest) -> FaceDetector:
-    return create_detector(manifest, "blazeface-full-range")
-
-
-@pytest.fixture(scope="module")
-def landmarker(manifest: ModelManifest) -> Landmarker:
-    return create_landmarker(manifest, "facemesh-v1")
 
 
 def test_frontal_face_points_are_where_the_features_are(

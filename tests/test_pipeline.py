@@ -15,11 +15,10 @@ from edgewatch.matching.enrol import ReferencePhoto, build_gallery
 from edgewatch.matching.gallery import Gallery, Subject
 from edgewatch.matching.matcher import Matcher, MatchPolicy
 from edgewatch.pipeline import Pipeline
-from edgewatch.vision.detect import FaceDetector, create_detector
-from edgewatch.vision.embed import Embedder, EmbedderSpec, create_embedder
+from edgewatch.vision.detect import FaceDetector
+from edgewatch.vision.embed import Embedder, EmbedderSpec
 from edgewatch.vision.encoder import FaceEncoder
-from edgewatch.vision.landmarks import Landmarker, create_landmarker
-from edgewatch.vision.models import ModelManifest
+from edgewatch.vision.landmarks import Landmarker
 from edgewatch.vision.types import FloatArray, ImageArray
 
 
@@ -46,18 +45,8 @@ class RecordingEmbedder:
 
 
 @pytest.fixture(scope="module")
-def detector(manifest: ModelManifest) -> FaceDetector:
-    return create_detector(manifest, "blazeface-full-range")
-
-
-@pytest.fixture(scope="module")
-def landmarker(manifest: ModelManifest) -> Landmarker:
-    return create_landmarker(manifest, "facemesh-v1")
-
-
-@pytest.fixture(scope="module")
-def embedder(manifest: ModelManifest) -> Embedder:
-    return create_embedder(manifest, "dlib-resnet-v1")
+def embedder(dlib_embedder: Embedder) -> Embedder:
+    return dlib_embedder
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgewatch.camera.registry import CameraConfig
 from edgewatch.errors import ConfigError
+from edgewatch.validation import validated
 
 DEFAULT_DETECTOR = "blazeface-full-range"
 DEFAULT_EMBEDDER = "dlib-resnet-v1"
@@ -107,14 +108,7 @@ class AppConfig(BaseModel):
 
 def parse_config(raw: dict[str, Any], origin: str) -> AppConfig:
     """Validate a configuration mapping; errors name the field and the problem."""
-    try:
-        return AppConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{origin}: invalid configuration: {problems}") from None
+    return validated(AppConfig, raw, f"{origin}: invalid configuration", ConfigError)
 
 
 def load_config(path: Path) -> AppConfig:

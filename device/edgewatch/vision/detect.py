@@ -35,10 +35,12 @@ from typing import Any, ClassVar, Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgewatch.errors import ConfigError, InputError, ModelError
+from edgewatch.validation import validated
 from edgewatch.vision.models import ModelManifest
+from edgewatch.vision.registry import backend_for
 from edgewatch.vision.runtime import make_interpreter
 from edgewatch.vision.types import Detection, FloatArray, ImageArray
 
@@ -488,14 +490,10 @@ class BlazeFaceDetector:
     ) -> BlazeFaceDetector:
         """Validate the manifest params and ``options``, check the hash, load the model."""
         entry = manifest.entry(model_id)
-        try:
-            params = BlazeFaceParams.model_validate(entry.params)
-        except ValidationError as exc:
-            raise ModelError(f"model {model_id!r}: invalid params: {_one_line(exc)}") from None
-        try:
-            opts = DetectorOptions.model_validate(options)
-        except ValidationError as exc:
-            raise ConfigError(f"detector options: {_one_line(exc)}") from None
+        params = validated(
+            BlazeFaceParams, entry.params, f"model {model_id!r}: invalid params", ModelError
+        )
+        opts = validated(DetectorOptions, options, "detector options", ConfigError)
         return cls(manifest.resolve(model_id), params, opts)
 
     def _bind_tensors(self) -> tuple[int, int, int]:
@@ -648,20 +646,5 @@ def create_detector(manifest: ModelManifest, model_id: str, **options: Any) -> F
     detector, an unknown backend or an altered file, and :class:`ConfigError`
     for invalid ``options``.
     """
-    entry = manifest.entry(model_id)
-    if entry.kind != "detector":
-        raise ModelError(f"model {model_id!r} is a {entry.kind}, not a detector")
-    backend = DETECTOR_BACKENDS.get(entry.backend)
-    if backend is None:
-        known = ", ".join(sorted(DETECTOR_BACKENDS))
-        raise ModelError(
-            f"model {model_id!r}: unknown detector backend {entry.backend!r} (known: {known})"
-        )
+    backend = backend_for(manifest, model_id, "detector", DETECTOR_BACKENDS)
     return backend.from_manifest(manifest, model_id, **options)
-
-
-def _one_line(exc: ValidationError) -> str:
-    """A pydantic error as one line, without the offending input values."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-    )

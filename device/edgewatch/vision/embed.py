@@ -27,10 +27,12 @@ from typing import Any, Final, Literal, Protocol
 import dlib
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgewatch.errors import ConfigError, ModelError
+from edgewatch.validation import validated
 from edgewatch.vision.models import ModelManifest
+from edgewatch.vision.registry import backend_for
 from edgewatch.vision.runtime import make_interpreter
 from edgewatch.vision.types import FloatArray, ImageArray
 
@@ -298,38 +300,15 @@ def create_embedder(manifest: ModelManifest, model_id: str, **options: Any) -> E
     manifest table is a :class:`ModelError`; a bad option a :class:`ConfigError`.
     """
     entry = manifest.entry(model_id)
-    if entry.kind != "embedder":
-        raise ModelError(f"model {model_id!r} is a {entry.kind}, not an embedder")
-    backend = BACKENDS.get(entry.backend)
-    if backend is None:
-        known = ", ".join(sorted(BACKENDS))
-        raise ModelError(
-            f"model {model_id!r}: unknown embedder backend {entry.backend!r} (known: {known})"
-        )
-    params = _validate(backend.params, entry.params, f"model {model_id!r} params", ModelError)
+    backend = backend_for(manifest, model_id, "embedder", BACKENDS)
+    params = validated(backend.params, entry.params, f"model {model_id!r} params", ModelError)
     if options:
         merged = {**params.model_dump(), **options}
-        params = _validate(backend.params, merged, f"embedder {model_id!r} options", ConfigError)
+        params = validated(backend.params, merged, f"embedder {model_id!r} options", ConfigError)
     return backend.implementation(model_id, manifest.resolve(model_id), params)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _validate(
-    params_class: type[EmbedderParams],
-    raw: Mapping[str, Any],
-    what: str,
-    error: type[ModelError] | type[ConfigError],
-) -> EmbedderParams:
-    try:
-        return params_class.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise error(f"{what}: {problems}") from None
 
 
 def _spec(model_id: str, backend: str, params: EmbedderParams, dim: int) -> EmbedderSpec:

@@ -27,10 +27,12 @@ from typing import Any, ClassVar, Final, Protocol
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgewatch.errors import ConfigError, ModelError
+from edgewatch.validation import validated
 from edgewatch.vision.models import ModelManifest
+from edgewatch.vision.registry import backend_for
 from edgewatch.vision.runtime import make_interpreter
 from edgewatch.vision.types import Detection, FloatArray, ImageArray, Keypoint
 
@@ -162,16 +164,10 @@ class FaceMeshLandmarker:
         cls, manifest: ModelManifest, model_id: str, **options: Any
     ) -> FaceMeshLandmarker:
         entry = manifest.entry(model_id)
-        if entry.kind != "landmarker":
-            raise ModelError(f"model {model_id!r} is a {entry.kind}, not a landmarker")
-        try:
-            params = FaceMeshParams.model_validate(entry.params)
-        except ValidationError as exc:
-            raise ModelError(f"model {model_id!r}: invalid params: {_one_line(exc)}") from None
-        try:
-            parsed = LandmarkerOptions.model_validate(options)
-        except ValidationError as exc:
-            raise ConfigError(f"landmarker options: {_one_line(exc)}") from None
+        params = validated(
+            FaceMeshParams, entry.params, f"model {model_id!r}: invalid params", ModelError
+        )
+        parsed = validated(LandmarkerOptions, options, "landmarker options", ConfigError)
         return cls(manifest.resolve(model_id), params, parsed)
 
     def landmarks(self, frame: ImageArray, detection: Detection) -> FaceLandmarks:
@@ -252,21 +248,5 @@ LANDMARKER_BACKENDS: dict[str, type[FaceMeshLandmarker]] = {
 
 def create_landmarker(manifest: ModelManifest, model_id: str, **options: Any) -> Landmarker:
     """The landmarker for manifest entry ``model_id`` (hash-checked)."""
-    entry = manifest.entry(model_id)
-    if entry.kind != "landmarker":
-        raise ModelError(f"model {model_id!r} is a {entry.kind}, not a landmarker")
-    backend = entry.backend
-    try:
-        implementation = LANDMARKER_BACKENDS[backend]
-    except KeyError:
-        known = ", ".join(LANDMARKER_BACKENDS)
-        raise ModelError(
-            f"model {model_id!r}: unknown landmarker backend {backend!r} (known: {known})"
-        ) from None
+    implementation = backend_for(manifest, model_id, "landmarker", LANDMARKER_BACKENDS)
     return implementation.from_manifest(manifest, model_id, **options)
-
-
-def _one_line(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-    )

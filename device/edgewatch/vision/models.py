@@ -21,9 +21,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgewatch.errors import ModelError
+from edgewatch.validation import validated
 
 MANIFEST_NAME = "manifest.toml"
 MODELS_DIR_ENV = "EDGEWATCH_MODELS_DIR"
@@ -98,10 +99,7 @@ class ModelManifest:
             raise ModelError(f"{path}: model manifest not found") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ModelError(f"{path}: cannot read model manifest: {exc}") from None
-        try:
-            parsed = ManifestFile.model_validate(raw)
-        except ValidationError as exc:
-            raise ModelError(f"{path}: invalid model manifest: {_one_line(exc)}") from None
+        parsed = validated(ManifestFile, raw, f"{path}: invalid model manifest", ModelError)
         for model_id, entry in parsed.models.items():
             if model_id in self._entries:
                 raise ModelError(f"{path}: model id {model_id!r} is already defined")
@@ -171,9 +169,3 @@ def default_models_dir() -> Path:
     if (checkout / MANIFEST_NAME).is_file():
         return checkout
     return Path(sys.prefix) / "share" / "edgewatch" / "models"
-
-
-def _one_line(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-    )

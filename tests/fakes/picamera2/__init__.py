@@ -150,9 +150,7 @@ class Picamera2:
         width, height = main["size"]
         if width % 2 or height % 2 or width <= 0 or height <= 0:
             raise ValueError(f"Invalid size {main['size']!r}")
-        if (
-            not 1 <= camera_config.get("buffer_count", 4) <= 32
-        ):
+        if not 1 <= camera_config.get("buffer_count", 4) <= 32:
             raise ValueError("buffer_count must be between 1 and 32")
         self.camera_config = camera_config
 
