@@ -72,4 +72,3 @@ def landmarker(manifest: ModelManifest) -> Landmarker:
 def dlib_embedder(manifest: ModelManifest) -> Embedder:
     """The product's default, licence-clean embedder."""
     return create_embedder(manifest, "dlib-resnet-v1")
-

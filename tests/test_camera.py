@@ -251,3 +251,28 @@ def test_images_backend_loop(faces_dir: Path, tmp_path: Path) -> None:
         assert camera.frame_count is None
         frames = [camera.read() for _ in range(3)]
     assert [f.index for f in frames if f] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec"), [(".mkv", "mpeg4"), (".avi", "mpeg4"), (".mp4", "h264")]
+)
+def test_video_backend_reads_common_containers(tmp_path: Path, suffix: str, codec: str) -> None:
+    """mp4, mkv and avi files written by FFmpeg replay with their frame rate and timestamps."""
+    import av
+
+    path = tmp_path / f"clip{suffix}"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(12):
+            image = np.full((48, 64, 3), index * 20, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with VideoCamera(VideoCameraConfig(path=path)) as camera:
+        assert camera.nominal_fps == pytest.approx(10.0)
+        frames = list(camera)
+    assert len(frames) == 12
+    assert [f.stream_time for f in frames] == pytest.approx([i / 10 for i in range(12)])
+    assert frames[5].image.shape == (48, 64, 3)

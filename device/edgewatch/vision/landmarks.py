@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgewatch.errors import ConfigError, ModelError
 from edgewatch.validation import validated
+from edgewatch.vision.align import ALIGNMENT_KEYPOINTS
 from edgewatch.vision.models import ModelManifest
 from edgewatch.vision.registry import backend_for
 from edgewatch.vision.runtime import make_interpreter
@@ -44,14 +45,6 @@ _LEFT_EYE_CONTOUR: Final = (362, 263, 386, 374, 385, 380, 387, 373)
 _NOSE_TIP: Final = 1
 _RIGHT_MOUTH_CORNER: Final = 61
 _LEFT_MOUTH_CORNER: Final = 291
-
-ALIGNED_KEYPOINTS: Final = (
-    Keypoint.RIGHT_EYE,
-    Keypoint.LEFT_EYE,
-    Keypoint.NOSE_TIP,
-    Keypoint.MOUTH_CENTER,
-)
-"""The detector keypoints that :meth:`FaceLandmarks.refine` replaces, in this order."""
 
 ALIGNMENT_POINT_NAMES: Final = (
     "right_eye",
@@ -79,11 +72,12 @@ class FaceLandmarks:
         """``detection`` with its eyes, nose tip and mouth centre replaced by these
         more precise points (the ear tragions, unused by alignment, are kept)."""
         keypoints = detection.keypoints.copy()
-        keypoints[: len(ALIGNED_KEYPOINTS)] = self.alignment_points()
+        keypoints[list(ALIGNMENT_KEYPOINTS)] = self.alignment_points()
         return Detection(box=detection.box, keypoints=keypoints, score=detection.score)
 
     def alignment_points(self) -> FloatArray:
-        """(4, 2): right eye, left eye, nose tip, mouth centre (the templates' points).
+        """(4, 2) in :data:`~edgewatch.vision.align.ALIGNMENT_KEYPOINTS` order: right eye,
+        left eye, nose tip, mouth centre (the templates' points).
 
         The mouth centre is the mean of the corners, as in the 4-point form of
         the ArcFace template.
@@ -188,7 +182,7 @@ class FaceMeshLandmarker:
             self._interpreter.invoke()
             raw = self._interpreter.get_tensor(self._landmarks_index).reshape(-1, 3)[:, :2]
             logit = float(self._interpreter.get_tensor(self._presence_index).reshape(-1)[0])
-            points = _alignment_points(raw)
+            points = _five_points(raw)
             raw.fill(0.0)
             inverse = cv2.invertAffineTransform(matrix)
             in_frame = (points @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
@@ -224,7 +218,7 @@ class FaceMeshLandmarker:
             del tensor
 
 
-def _alignment_points(mesh: FloatArray) -> FloatArray:
+def _five_points(mesh: FloatArray) -> FloatArray:
     """The five ArcFace points from the 468 mesh landmarks (crop pixels)."""
     return np.stack(
         [
