@@ -147,6 +147,8 @@ def warp_into(frame: ImageArray, matrix: Matrix, out: ImageArray) -> None:
     if not np.shares_memory(result, out):
         # OpenCV reallocates silently when dst does not fit; never lose the write.
         np.copyto(out, result)
+    if source is not frame:
+        source.fill(0)  # the area-averaged copy of the face: overwritten once used
 
 
 def _prefilter(

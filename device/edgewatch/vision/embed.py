@@ -212,6 +212,9 @@ class DlibEmbedder:
         except (RuntimeError, TypeError, ValueError):
             # dlib's messages can contain the whole pixel array: never pass them on.
             raise ModelError(f"model {self._spec.model_id!r}: dlib failed on a chip") from None
+        finally:
+            for copy in rgb:  # face pixels: overwritten like the chips they came from
+                copy.fill(0)
         return _unit_rows(np.asarray(vectors, dtype=np.float32), self._spec)
 
 
@@ -256,16 +259,24 @@ class ArcFaceTFLiteEmbedder:
             raw = self._interpreter.get_tensor(self._output_index)
         except (RuntimeError, ValueError):
             raise ModelError(f"model {self._spec.model_id!r}: inference failed") from None
+        finally:
+            # The input buffer and the interpreter's copy of it hold face pixels:
+            # overwrite both now rather than at the next frame.
+            self._input.fill(0)
+            self._interpreter.set_tensor(self._input_index, self._input)
         return _dequantise(raw[: len(part)], self._output_quant)
 
     def _fill_input(self, part: ImageArray) -> None:
         """Write the model's input: colour order, normalisation, quantisation, padding."""
         pixels = part if self._params.colour_order == "bgr" else part[..., ::-1]
-        values = (pixels.astype(np.float32) - self._mean) / self._std
+        scaled = (pixels.astype(np.float32) - self._mean) / self._std
+        values = scaled
         if np.issubdtype(self._input.dtype, np.integer):
-            values = _quantise(values, self._input_quant, self._input.dtype)
+            values = _quantise(scaled, self._input_quant, self._input.dtype)
         self._input[: len(part)] = values
         self._input[len(part) :] = 0
+        scaled.fill(0)  # temporaries of face pixels: overwritten, not left to the collector
+        values.fill(0)
 
 
 # --------------------------------------------------------------------------- registry
