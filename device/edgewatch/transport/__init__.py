@@ -1,0 +1,1 @@
+"""Getting events off the device: MQTT topics, the broker's PKI, the local broker."""
