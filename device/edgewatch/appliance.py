@@ -8,21 +8,27 @@ benchmark and the tests all go through it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgewatch.camera.base import Camera
-from edgewatch.config import AppConfig
+from edgewatch.config import VisionConfig
+from edgewatch.errors import ConfigError
 from edgewatch.matching.gallery import Gallery
 from edgewatch.matching.matcher import Matcher, MatchPolicy
 from edgewatch.pipeline import Counters, MatchReport, Pipeline
 from edgewatch.progress import ProgressLine
+from edgewatch.security.keys import key_id, load_sealing_key, load_verify_key
 from edgewatch.timing import StageClock
 from edgewatch.vision.detect import create_detector
 from edgewatch.vision.embed import Embedder, create_embedder
 from edgewatch.vision.encoder import FaceEncoder
 from edgewatch.vision.landmarks import create_landmarker
 from edgewatch.vision.models import ModelManifest
+from edgewatch.watchlist.active import ActiveWatchlist
+from edgewatch.watchlist.device import AcceptedVersions, DeviceTrust
+from edgewatch.watchlist.format import Header, ModelRef
 
 
 @dataclass(slots=True)
@@ -33,8 +39,11 @@ class VisionParts:
     encoder: FaceEncoder
     policy: MatchPolicy
 
+    def with_policy(self, policy: MatchPolicy) -> VisionParts:
+        return VisionParts(self.manifest, self.encoder, policy)
 
-def load_manifest(config: AppConfig) -> ModelManifest:
+
+def load_manifest(config: VisionConfig) -> ModelManifest:
     """The shipped manifest plus any extra manifests the configuration names."""
     manifest = ModelManifest.default()
     for extra in config.model_manifests:
@@ -42,7 +51,7 @@ def load_manifest(config: AppConfig) -> ModelManifest:
     return manifest
 
 
-def resolve_policy(config: AppConfig, embedder: Embedder) -> MatchPolicy:
+def resolve_policy(config: VisionConfig, embedder: Embedder) -> MatchPolicy:
     """Threshold and margin: configured values, else the embedder model's defaults."""
     threshold = config.matching.threshold
     margin = config.matching.margin
@@ -52,7 +61,7 @@ def resolve_policy(config: AppConfig, embedder: Embedder) -> MatchPolicy:
     )
 
 
-def load_vision(config: AppConfig) -> VisionParts:
+def load_vision(config: VisionConfig) -> VisionParts:
     """Load the configured detector and embedder (hash-checked) and the policy."""
     manifest = load_manifest(config)
     detector = create_detector(manifest, config.detector.model, **config.detector.options)
@@ -96,8 +105,13 @@ def run_camera(
     on_match: Callable[[MatchReport], None],
     max_frames: int | None = None,
     progress: ProgressLine | None = None,
+    watchlist: ActiveWatchlist | None = None,
 ) -> RunSummary:
-    """Feed frames from an opened camera through the pipeline until it ends."""
+    """Feed frames from an opened camera through the pipeline until it ends.
+
+    Before each frame the watch-list's expiry is checked, so a list stops
+    matching at its expiry to within one frame.
+    """
     clock: StageClock = pipeline.clock
     started = time.perf_counter()
     while max_frames is None or pipeline.counters.frames < max_frames:
@@ -106,6 +120,8 @@ def run_camera(
         if frame is None:
             clock.samples["decode"].pop()
             break
+        if watchlist is not None:
+            watchlist.check_expiry()
         for report in pipeline.process(frame):
             on_match(report)
         if progress is not None:
@@ -117,3 +133,50 @@ def run_camera(
         progress.update(pipeline.counters.frames, force=True)
         progress.finish()
     return RunSummary(pipeline.counters, time.perf_counter() - started, clock.medians_ms())
+
+
+def embedder_model_ref(parts: VisionParts) -> ModelRef:
+    """The embedder's id and model-file hash, as watch-list headers record them."""
+    model_id = parts.encoder.embedder.spec.model_id
+    return ModelRef(id=model_id, sha256=parts.manifest.entry(model_id).sha256)
+
+
+def policy_for_watchlist(header: Header, config: VisionConfig) -> MatchPolicy:
+    """The issued policy; the unit's configuration may make it stricter, never looser."""
+    issued = MatchPolicy(threshold=header.policy.threshold, margin=header.policy.margin)
+    wanted = config.matching
+    for name, value in (("threshold", wanted.threshold), ("margin", wanted.margin)):
+        if value is not None and value < getattr(issued, name):
+            raise ConfigError(
+                f"matching {name} {value} is below the {getattr(issued, name)} the watch-list "
+                f"{header.watchlist_id} was issued with; a unit may only be stricter"
+            )
+    return MatchPolicy(
+        threshold=max(issued.threshold, wanted.threshold or issued.threshold),
+        margin=max(issued.margin, wanted.margin or issued.margin),
+    )
+
+
+def device_trust(
+    parts: VisionParts,
+    issuer_keys: Sequence[Path],
+    device_key: Path,
+    state_dir: Path | None,
+    what: str,
+) -> DeviceTrust:
+    """What the unit checks a watch-list against: pinned issuers, its key, its model."""
+    issuers = {}
+    for path in issuer_keys:
+        key = load_verify_key(path, "issuer key")
+        issuers[key_id(key)] = key
+    state = None
+    if state_dir is not None:
+        if not state_dir.is_dir():
+            raise ConfigError(f"{what} directory {state_dir}: does not exist")
+        state = state_dir / "watchlist-versions.json"
+    return DeviceTrust(
+        issuers=issuers,
+        device_key=load_sealing_key(device_key, "device key"),
+        model=embedder_model_ref(parts),
+        accepted=AcceptedVersions(state),
+    )

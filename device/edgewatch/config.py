@@ -89,12 +89,11 @@ class MatchingConfig(BaseModel):
     )
 
 
-class AppConfig(BaseModel):
-    """Everything the appliance needs to run."""
+class VisionConfig(BaseModel):
+    """The face models and decision policy: what the device and the issuing tool share."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    camera: CameraConfig = Field(description="Where frames come from.")
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     landmarker: LandmarkerConfig = Field(default_factory=LandmarkerConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
@@ -104,6 +103,17 @@ class AppConfig(BaseModel):
         default_factory=list,
         description="Extra model manifests layered on the shipped one (e.g. research models).",
     )
+
+
+class AppConfig(VisionConfig):
+    """Everything the appliance needs to run."""
+
+    camera: CameraConfig = Field(description="Where frames come from.")
+
+
+def parse_vision_config(raw: dict[str, Any], origin: str) -> VisionConfig:
+    """Validate the model sections alone (for tools that run no camera)."""
+    return validated(VisionConfig, raw, f"{origin}: invalid configuration", ConfigError)
 
 
 def parse_config(raw: dict[str, Any], origin: str) -> AppConfig:

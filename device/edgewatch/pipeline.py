@@ -66,7 +66,15 @@ class Pipeline:
         self.clock = StageClock()
 
     def process(self, frame: Frame) -> list[MatchReport]:
-        """Decisions for one frame; the frame's pixels are overwritten before returning."""
+        """Decisions for one frame; the frame's pixels are overwritten before returning.
+
+        With an empty gallery (no watch-list, or one that expired or was
+        ended) nobody can match, so no face is even looked for.
+        """
+        if len(self.matcher.gallery) == 0:
+            frame.image.fill(0)
+            self.counters.frames += 1
+            return []
         encoded = EncodedFaces()
         reports: list[MatchReport] = []
         try:

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from edgewatch import __version__
-from edgewatch.cli import simulate
+from edgewatch.cli import keys, simulate, watchlist
 from edgewatch.errors import EdgewatchError
 
-SUBCOMMANDS = (simulate,)
+SUBCOMMANDS = (simulate, watchlist, keys)
 
 DESCRIPTION = """\
 edgewatch: a privacy-preserving edge camera appliance.

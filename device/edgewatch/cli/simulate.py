@@ -9,17 +9,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edgewatch.appliance import build_pipeline, load_vision, run_camera
-from edgewatch.camera.registry import create_camera
-from edgewatch.config import (
-    DEFAULT_DETECTOR,
-    DEFAULT_EMBEDDER,
-    DEFAULT_LANDMARKER,
-    parse_config,
+from edgewatch.appliance import (
+    build_pipeline,
+    device_trust,
+    load_vision,
+    policy_for_watchlist,
+    run_camera,
 )
-from edgewatch.matching.enrol import build_gallery, parse_enrol_option
+from edgewatch.camera.registry import create_camera
+from edgewatch.cli.options import add_model_arguments, model_config
+from edgewatch.config import parse_config
+from edgewatch.errors import ConfigError
+from edgewatch.matching.enrol import ReferencePhoto, build_gallery, parse_enrol_option
 from edgewatch.pipeline import MatchReport
 from edgewatch.progress import ProgressLine
+from edgewatch.watchlist.active import ActiveWatchlist
+from edgewatch.watchlist.device import read_watchlist
 
 HELP = "run the appliance on a recorded video (or stills) and print its match decisions"
 
@@ -60,7 +65,30 @@ def register(commands: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=IMAGE",
-        help="enrol NAME from a reference photo (repeat for more people or more photos)",
+        help="enrol NAME from a reference photo (repeat for more people or more photos); "
+        "for trying things out: a field unit only takes a --watchlist",
+    )
+    listing = parser.add_argument_group("encrypted watch-list (as on a field unit)")
+    listing.add_argument(
+        "--watchlist", type=Path, metavar="FILE", help="watch-list file from 'watchlist build'"
+    )
+    listing.add_argument(
+        "--device-key", type=Path, metavar="KEY", help="this unit's watch-list key (watchlist.key)"
+    )
+    listing.add_argument(
+        "--issuer-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUB",
+        help="a trusted issuer's public key (repeat to trust several)",
+    )
+    listing.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the unit remembers accepted watch-list versions (rollback protection); "
+        "default: remembered for this run only",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object per match on stdout"
@@ -82,41 +110,28 @@ def register(commands: Any) -> None:
         help="stop after N frames (default: the whole source)",
     )
     parser.add_argument(
-        "--detector", default=DEFAULT_DETECTOR, metavar="MODEL", help="detector model id"
-    )
-    parser.add_argument(
-        "--landmarker",
-        default=DEFAULT_LANDMARKER,
-        metavar="MODEL",
-        help="landmark model that refines alignment and rejects unusable faces "
-        "('none': align on the detector's keypoints, no gate)",
-    )
-    parser.add_argument(
-        "--embedder", default=DEFAULT_EMBEDDER, metavar="MODEL", help="embedder model id"
-    )
-    parser.add_argument(
         "--threshold", type=float, help="minimum cosine similarity (default: the model's)"
     )
     parser.add_argument(
         "--margin", type=float, help="minimum lead over the runner-up (default: the model's)"
     )
-    parser.add_argument(
-        "--min-face-px",
-        type=float,
-        default=40.0,
-        metavar="PX",
-        help="faces narrower than this are never embedded (default 40)",
-    )
-    parser.add_argument(
-        "--model-manifest",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="TOML",
-        help="extra model manifest (e.g. research-only models for comparison)",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.set_defaults(handler=run)
+
+
+def _check_watchlist_options(args: argparse.Namespace, photos: list[ReferencePhoto]) -> None:
+    if args.watchlist is None:
+        if args.device_key or args.issuer_key or args.state_dir:
+            raise ConfigError("--device-key, --issuer-key and --state-dir need --watchlist")
+        return
+    if photos:
+        raise ConfigError("give either --watchlist or --enrol, not both")
+    if args.device_key is None or not args.issuer_key:
+        raise ConfigError(
+            "--watchlist needs --device-key (this unit's watchlist.key) and at least one "
+            "--issuer-key (the issuer's public key the unit trusts)"
+        )
 
 
 def _camera_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,20 +150,32 @@ def run(args: argparse.Namespace) -> int:
     config = parse_config(
         {
             "camera": _camera_config(args),
-            "detector": {"model": args.detector},
-            "landmarker": {"model": args.landmarker},
-            "embedder": {"model": args.embedder},
             "matching": {"threshold": args.threshold, "margin": args.margin},
-            "quality": {"min_face_px": args.min_face_px},
-            "model_manifests": args.model_manifest,
+            **model_config(args),
         },
         "command line",
     )
     photos = [parse_enrol_option(value) for value in args.enrol]
+    _check_watchlist_options(args, photos)
     parts = load_vision(config)
-    gallery = build_gallery(photos, parts.encoder)
-    if not photos:
-        print("edgewatch: no one enrolled (--enrol): every face will be discarded", file=sys.stderr)
+    active = ActiveWatchlist(parts.encoder.embedder.spec.model_id)
+    if args.watchlist is not None:
+        trust = device_trust(
+            parts, args.issuer_key, args.device_key, args.state_dir, "watch-list state"
+        )
+        loaded = read_watchlist(args.watchlist, trust)
+        active.accept(loaded)
+        parts = parts.with_policy(policy_for_watchlist(loaded.header, config))
+        print(f"edgewatch: {loaded.describe()}", file=sys.stderr)
+        gallery = active.gallery
+    else:
+        gallery = build_gallery(photos, parts.encoder)
+    if len(gallery) == 0:
+        print(
+            "edgewatch: no one enrolled (--enrol) and no --watchlist: faces are not even "
+            "looked for",
+            file=sys.stderr,
+        )
     pipeline = build_pipeline(parts, gallery)
     per_subject: Counter[str] = Counter()
 
@@ -158,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
     with create_camera(config.camera) as camera:
         progress = ProgressLine("frames", camera.frame_count, enabled=not args.no_progress)
-        summary = run_camera(camera, pipeline, on_match, args.max_frames, progress)
+        summary = run_camera(camera, pipeline, on_match, args.max_frames, progress, active)
     c = summary.counters
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_ms.items())
     print(

@@ -2,9 +2,11 @@
 
 Templates are stored as a single contiguous float32 matrix, rows grouped by
 subject, so one matrix product scores a face against every template and a
-``reduceat`` takes each subject's best template. :meth:`Gallery.wipe`
-overwrites the matrix in place when the gallery's life ends (end of a
-deployment): the templates are biometric data too.
+``reduceat`` takes each subject's best template. The matrix lives in a
+:class:`~edgewatch.security.memory.LockedBuffer` (kept out of core dumps and,
+where allowed, out of swap), and :meth:`Gallery.wipe` overwrites it in place
+when the gallery's life ends (end of a deployment): the templates are
+biometric data too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgewatch.errors import ConfigError
+from edgewatch.security.memory import LockedBuffer
 from edgewatch.vision.types import FloatArray
 
 
@@ -43,6 +46,7 @@ class Gallery:
             raise ConfigError("gallery: subject references must be unique")
         self.model_id = model_id
         self.subjects: tuple[Subject, ...] = tuple(subjects)
+        self._storage: LockedBuffer | None = None
         if not subjects:
             self._matrix: FloatArray = np.zeros((0, 0), np.float32)
             self._starts = np.zeros(0, np.intp)
@@ -50,9 +54,14 @@ class Gallery:
         dims = {t.shape[1] for t in templates if t.ndim == 2}
         if len(dims) != 1 or any(t.ndim != 2 or t.shape[0] == 0 for t in templates):
             raise ConfigError("gallery: templates must be non-empty (k, dim) arrays of one dim")
-        matrix = np.ascontiguousarray(np.concatenate(templates).astype(np.float32))
+        rows = sum(t.shape[0] for t in templates)
+        dim = dims.pop()
+        self._storage = LockedBuffer(rows * dim * 4)
+        matrix: FloatArray = self._storage.array((rows, dim), np.float32)
+        np.concatenate(templates, out=matrix, casting="same_kind")
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            self._storage.close()
             raise ConfigError("gallery: a template is zero or not finite")
         matrix /= norms
         self._matrix = matrix
@@ -92,3 +101,11 @@ class Gallery:
         self._matrix = np.zeros((0, 0), np.float32)
         self._starts = np.zeros(0, np.intp)
         self.subjects = ()
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+
+    @property
+    def locked_in_memory(self) -> bool:
+        """Whether the templates are locked out of swap (see ``LockedBuffer``)."""
+        return self._storage is not None and self._storage.locked

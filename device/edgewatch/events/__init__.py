@@ -1,0 +1,1 @@
+"""Events waiting to leave the device: the durable outbox between camera and broker."""

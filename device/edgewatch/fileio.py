@@ -1,0 +1,55 @@
+"""Writing files so that a crash never leaves half a file, and secrets start private.
+
+Keys, state and watch-list bookkeeping are written to a temporary file in the
+same directory (created with the final permissions, so a secret is never
+readable by others even for an instant), flushed to disk, then renamed over
+the target: a reader sees the old file or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgewatch.errors import ConfigError
+
+PRIVATE = 0o600
+PUBLIC = 0o644
+
+
+def write_atomic(path: Path, data: bytes, mode: int = PUBLIC, *, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically with permissions ``mode``."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: directory does not exist")
+    if not overwrite and path.exists():
+        raise ConfigError(f"{path}: already exists; refusing to overwrite it")
+    temp = directory / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.chmod(mode)
+        temp.replace(path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes, or a clear error saying which ``what`` could not be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path}: is a directory, expected a file") from None
+    except PermissionError:
+        raise ConfigError(f"{what} {path}: permission denied") from None
