@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("EDGEWATCH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 RESEARCH_MANIFEST = PROJECT_ROOT / "bench" / "research_models.toml"
 
+pytest_plugins = ["tests.broker"]
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:

@@ -80,7 +80,14 @@ def _aware(value: datetime) -> datetime:
 
 
 AwareTime = Annotated[datetime, AfterValidator(_aware)]
-Identity = Annotated[str, AfterValidator(lambda v: check_identity(v, "id"))]
+def _identity(value: str) -> str:
+    try:
+        return check_identity(value, "id")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Identity = Annotated[str, AfterValidator(_identity)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 
