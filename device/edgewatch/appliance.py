@@ -26,7 +26,6 @@ from edgewatch.vision.embed import Embedder, create_embedder
 from edgewatch.vision.encoder import FaceEncoder
 from edgewatch.vision.landmarks import create_landmarker
 from edgewatch.vision.models import ModelManifest
-from edgewatch.watchlist.active import ActiveWatchlist
 from edgewatch.watchlist.device import AcceptedVersions, DeviceTrust
 from edgewatch.watchlist.format import Header, ModelRef
 
@@ -81,9 +80,9 @@ def load_vision(config: VisionConfig) -> VisionParts:
     return VisionParts(manifest, encoder, resolve_policy(config, embedder))
 
 
-def build_pipeline(parts: VisionParts, gallery: Gallery) -> Pipeline:
+def build_pipeline(parts: VisionParts, gallery: Gallery, crop_matches: bool = False) -> Pipeline:
     """The pipeline matching against ``gallery`` with the configured policy."""
-    return Pipeline(parts.encoder, Matcher(gallery, parts.policy))
+    return Pipeline(parts.encoder, Matcher(gallery, parts.policy), crop_matches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +104,13 @@ def run_camera(
     on_match: Callable[[MatchReport], None],
     max_frames: int | None = None,
     progress: ProgressLine | None = None,
-    watchlist: ActiveWatchlist | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Feed frames from an opened camera through the pipeline until it ends.
 
-    Before each frame the watch-list's expiry is checked, so a list stops
-    matching at its expiry to within one frame.
+    ``on_frame`` runs before each frame is processed: the caller checks the
+    watch-list's expiry there (so a list stops matching at its expiry to
+    within one frame) and sends its periodic status.
     """
     clock: StageClock = pipeline.clock
     started = time.perf_counter()
@@ -120,8 +120,8 @@ def run_camera(
         if frame is None:
             clock.samples["decode"].pop()
             break
-        if watchlist is not None:
-            watchlist.check_expiry()
+        if on_frame is not None:
+            on_frame()
         for report in pipeline.process(frame):
             on_match(report)
         if progress is not None:

@@ -11,7 +11,9 @@ only for faces that matched an enrolled subject.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import cv2
 
 from edgewatch.camera.base import Frame
 from edgewatch.errors import ConfigError
@@ -29,12 +31,15 @@ class MatchReport:
     category: str
     score: float
     threshold: float
+    margin: float
     frame_index: int
     stream_time: float
     capture_time: float
     box: tuple[int, int, int, int]
     """x0, y0, x1, y1 in frame pixels, rounded."""
     model_id: str
+    crop: bytes | None = field(default=None, repr=False)
+    """JPEG of the matched face, only when the unit seals crops to the control room."""
 
 
 @dataclass(slots=True)
@@ -53,7 +58,8 @@ class Counters:
 class Pipeline:
     """Runs one frame at a time through the face encoder and the matcher."""
 
-    def __init__(self, encoder: FaceEncoder, matcher: Matcher) -> None:
+    def __init__(self, encoder: FaceEncoder, matcher: Matcher, crop_matches: bool = False) -> None:
+        """``crop_matches``: attach a JPEG of each *matched* face (never of anyone else)."""
         model_id = encoder.embedder.spec.model_id
         if matcher.gallery.model_id != model_id:
             raise ConfigError(
@@ -62,6 +68,7 @@ class Pipeline:
             )
         self.encoder = encoder
         self.matcher = matcher
+        self.crop_matches = crop_matches
         self.counters = Counters()
         self.clock = StageClock()
 
@@ -100,9 +107,34 @@ class Pipeline:
             category=match.subject.category,
             score=round(match.score, 4),
             threshold=self.matcher.policy.threshold,
+            margin=self.matcher.policy.margin,
             frame_index=frame.index,
             stream_time=round(frame.stream_time, 3),
             capture_time=frame.capture_time,
             box=(x0, y0, x1, y1),
             model_id=self.encoder.embedder.spec.model_id,
+            crop=_crop_jpeg(frame, detection) if self.crop_matches else None,
         )
+
+
+CROP_MARGIN = 0.25
+CROP_QUALITY = 90
+
+
+def _crop_jpeg(frame: Frame, detection: Detection) -> bytes | None:
+    """The matched face with a margin, as JPEG; read from the frame before it is wiped."""
+    height, width = frame.image.shape[:2]
+    x0, y0, x1, y1 = detection.box
+    pad_x, pad_y = (x1 - x0) * CROP_MARGIN, (y1 - y0) * CROP_MARGIN
+    left, top = max(int(x0 - pad_x), 0), max(int(y0 - pad_y), 0)
+    right, bottom = min(int(x1 + pad_x), width), min(int(y1 + pad_y), height)
+    if right - left < 2 or bottom - top < 2:
+        return None
+    ok, encoded = cv2.imencode(
+        ".jpg", frame.image[top:bottom, left:right], [cv2.IMWRITE_JPEG_QUALITY, CROP_QUALITY]
+    )
+    if not ok:
+        return None
+    jpeg = encoded.tobytes()
+    encoded.fill(0)
+    return jpeg

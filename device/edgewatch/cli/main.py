@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from edgewatch import __version__
-from edgewatch.cli import keys, simulate, watchlist
+from edgewatch.cli import demo, keys, simulate, watchlist
 from edgewatch.errors import EdgewatchError
 
-SUBCOMMANDS = (simulate, watchlist, keys)
+SUBCOMMANDS = (simulate, watchlist, keys, demo)
 
 DESCRIPTION = """\
 edgewatch: a privacy-preserving edge camera appliance.

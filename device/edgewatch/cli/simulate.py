@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from edgewatch.camera.registry import create_camera
 from edgewatch.cli.options import add_model_arguments, model_config
 from edgewatch.config import parse_config
 from edgewatch.errors import ConfigError
+from edgewatch.events.config import load_publish_config
+from edgewatch.events.emitter import EventService
 from edgewatch.matching.enrol import ReferencePhoto, build_gallery, parse_enrol_option
 from edgewatch.pipeline import MatchReport
 from edgewatch.progress import ProgressLine
@@ -83,6 +86,13 @@ def register(commands: Any) -> None:
         metavar="PUB",
         help="a trusted issuer's public key (repeat to trust several)",
     )
+    parser.add_argument(
+        "--publish",
+        type=Path,
+        metavar="TOML",
+        help="also send signed events over MQTT as a field unit would: the unit's [device], "
+        "[mqtt] and [events] settings (see deploy/edgewatch.example.toml)",
+    )
     listing.add_argument(
         "--state-dir",
         type=Path,
@@ -118,6 +128,16 @@ def register(commands: Any) -> None:
     add_model_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.set_defaults(handler=run)
+
+
+def _report_delivery(events: EventService) -> None:
+    left = sum(events.outbox_depth_at_stop.values())
+    print(
+        f"events: {events.publisher.acknowledged} acknowledged by the broker, "
+        f"{left} still queued in the outbox (sent when the unit next connects)"
+        + (f"; last error: {events.publisher.last_error}" if events.publisher.last_error else ""),
+        file=sys.stderr,
+    )
 
 
 def _check_watchlist_options(args: argparse.Namespace, photos: list[ReferencePhoto]) -> None:
@@ -157,12 +177,12 @@ def run(args: argparse.Namespace) -> int:
     )
     photos = [parse_enrol_option(value) for value in args.enrol]
     _check_watchlist_options(args, photos)
+    publish = load_publish_config(args.publish) if args.publish is not None else None
     parts = load_vision(config)
     active = ActiveWatchlist(parts.encoder.embedder.spec.model_id)
     if args.watchlist is not None:
-        trust = device_trust(
-            parts, args.issuer_key, args.device_key, args.state_dir, "watch-list state"
-        )
+        state_dir = args.state_dir or (publish.device.state_dir if publish else None)
+        trust = device_trust(parts, args.issuer_key, args.device_key, state_dir, "state")
         loaded = read_watchlist(args.watchlist, trust)
         active.accept(loaded)
         parts = parts.with_policy(policy_for_watchlist(loaded.header, config))
@@ -176,16 +196,47 @@ def run(args: argparse.Namespace) -> int:
             "looked for",
             file=sys.stderr,
         )
-    pipeline = build_pipeline(parts, gallery)
+    events = EventService(publish, active) if publish is not None else None
+    pipeline = build_pipeline(parts, gallery, crop_matches=bool(events and events.crop_matches))
     per_subject: Counter[str] = Counter()
+    started = time.monotonic()
+
+    def fps() -> float:
+        elapsed = time.monotonic() - started
+        return pipeline.counters.frames / elapsed if elapsed > 0 else 0.0
 
     def on_match(report: MatchReport) -> None:
         per_subject[report.subject] += 1
+        if events is not None:
+            events.emitter.alert(report)
         print(_format_json(report) if args.json else _format_text(report), flush=True)
 
-    with create_camera(config.camera) as camera:
-        progress = ProgressLine("frames", camera.frame_count, enabled=not args.no_progress)
-        summary = run_camera(camera, pipeline, on_match, args.max_frames, progress, active)
+    def on_frame() -> None:
+        change = active.check_expiry()
+        if events is not None:
+            if change is not None:
+                events.emitter.audit(f"watchlist_{change.state}", change.detail, pipeline.counters)
+                events.emitter.status("online", pipeline.counters, fps())
+            events.tick(pipeline.counters, fps())
+
+    if events is not None:
+        events.start(pipeline.counters)
+        events.emitter.audit("started", "simulation started", pipeline.counters)
+        if active.loaded is not None:
+            events.emitter.audit(
+                "watchlist_accepted", active.loaded.describe(), pipeline.counters
+            )
+    try:
+        with create_camera(config.camera) as camera:
+            progress = ProgressLine("frames", camera.frame_count, enabled=not args.no_progress)
+            summary = run_camera(
+                camera, pipeline, on_match, args.max_frames, progress, on_frame
+            )
+    finally:
+        if events is not None:
+            events.emitter.audit("stopped", "simulation ended", pipeline.counters)
+            events.stop(pipeline.counters, fps())
+            _report_delivery(events)
     c = summary.counters
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_ms.items())
     print(

@@ -105,6 +105,8 @@ class EventVerifier:
         self.clock = clock
         self.counters = VerifierCounters()
         self._last_status: dict[str, datetime] = {}
+        self.last_status_state: dict[str, str] = {}
+        """The ``state`` of the newest status accepted from each unit."""
         self._lock = threading.Lock()
 
     def check(self, topic: str, message: bytes) -> VerifiedEvent:
@@ -161,6 +163,7 @@ class EventVerifier:
                 if previous is not None and sent_at <= previous:
                     raise Rejected("stale", f"{topic}: status older than one already accepted")
                 self._last_status[device_id] = sent_at
+                self.last_status_state[device_id] = str(payload.get("state"))
             return VerifiedEvent(kind, device_id, payload)
         if age > self.max_age_s:
             raise Rejected("stale", f"{topic}: sent {age:.0f} s ago (limit {self.max_age_s:.0f})")
