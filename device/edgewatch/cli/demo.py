@@ -19,9 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
+from edgewatch.cli.keys import generate_role
 from edgewatch.errors import ConfigError, EdgewatchError
 from edgewatch.events.ledger import Ledger
 from edgewatch.events.registry import DeviceRegistry
@@ -33,7 +31,7 @@ from edgewatch.events.subscriber import (
     VerifiedEvent,
     wait_for,
 )
-from edgewatch.security.keys import load_sealing_key, load_verify_key, save_key_pair
+from edgewatch.security.keys import load_sealing_key, load_verify_key
 from edgewatch.transport.mosquitto import LocalBroker
 
 HELP = "run broker, issuer, unit and control room together on a recorded video"
@@ -73,17 +71,9 @@ def register(commands: Any) -> None:
 
 
 def _keys(workdir: Path) -> None:
-    for folder, pairs in (
-        ("issuer", [("issuer", Ed25519PrivateKey.generate())]),
-        (
-            "unit",
-            [("signing", Ed25519PrivateKey.generate()), ("watchlist", X25519PrivateKey.generate())],
-        ),
-        ("control-room", [("crop", X25519PrivateKey.generate())]),
-    ):
-        (workdir / folder).mkdir()
-        for name, key in pairs:
-            save_key_pair(key, workdir / folder / f"{name}.key", workdir / folder / f"{name}.pub")
+    generate_role("issuer", workdir / "issuer")
+    generate_role("device", workdir / "unit")
+    generate_role("control-room", workdir / "control-room")
 
 
 def _deployment(path: Path) -> None:

@@ -64,15 +64,21 @@ def passphrase_from_env(variable: str | None) -> bytes | None:
     return value.encode()
 
 
-def run(args: argparse.Namespace) -> int:
-    passphrase = passphrase_from_env(args.passphrase_env)
-    out: Path = args.out
+def generate_role(role: str, out: Path, passphrase: bytes | None = None) -> list[str]:
+    """Write ``role``'s key pairs into ``out``; one ``path  key id`` line per public key."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, _ in ROLES[args.role]:
+    for name, _ in ROLES[role]:
         if (out / f"{name}.key").exists():
             raise ConfigError(f"{out / name}.key: already exists; refusing to overwrite a key")
-    for name, kind in ROLES[args.role]:
+    lines = []
+    for name, kind in ROLES[role]:
         key: PrivateKey = kind.generate()
         save_key_pair(key, out / f"{name}.key", out / f"{name}.pub", passphrase)
-        print(f"{out / (name + '.pub')}  key id {key_id(key.public_key())}")
+        lines.append(f"{out / (name + '.pub')}  key id {key_id(key.public_key())}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    for line in generate_role(args.role, args.out, passphrase_from_env(args.passphrase_env)):
+        print(line)
     return 0
