@@ -9,6 +9,11 @@ depend on the storage far more than on the code, so run it on the device,
 with ``--dir`` on the partition that will hold the outbox:
 
     .venv/bin/python -m bench.outbox_speed --dir /var/lib/edgewatch
+
+On the development VM (x86_64, 2 cores, ext4 on a virtual disk, SQLite 3.40.1),
+2,000 alerts of 512 bytes, medians of 5 runs: FULL 2600-3000 appends/s (p99
+0.6 ms) and 3450 acknowledges/s; NORMAL 4700-4900 appends/s and 6500-7000
+acknowledges/s. A virtual disk's fsync is cheap; expect far fewer on an SD card.
 """
 
 from __future__ import annotations

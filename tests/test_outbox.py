@@ -26,6 +26,7 @@ from edgewatch.events.outbox import (
     OutboxError,
     OutboxFull,
 )
+from edgewatch.transport.topics import EVENT_KINDS
 
 ALERTS = "edgewatch/cam-1/alert"
 AUDIT = "edgewatch/cam-1/audit"
@@ -171,6 +172,31 @@ def test_depth_counts_pending_events_per_kind(outbox: Outbox) -> None:
 
     outbox.acknowledge(alerts[0].id)
     assert outbox.depth() == {"alert": 2, "status": 1, "audit": 1}
+
+
+def test_depth_agrees_with_the_rows_after_a_mixed_history(db: Path) -> None:
+    """``depth`` reads counters kept by triggers; they must match what is really stored."""
+    rng = random.Random(3)
+    refusals = 0
+    with Outbox(db, capacity=50) as outbox:
+        for _ in range(400):
+            choice = rng.random()
+            if choice < 0.75:
+                kind = rng.choice(EVENT_KINDS)
+                try:
+                    outbox.append(kind, STATUS if kind == "status" else ALERTS, numbered)
+                except OutboxFull:
+                    refusals += 1
+            elif pending := outbox.pending(limit=10):
+                outbox.acknowledge(rng.choice(pending).id)
+        depth = outbox.depth()
+    raw = sqlite3.connect(db)
+    try:
+        rows = dict(raw.execute("SELECT kind, count(*) FROM outbox GROUP BY kind").fetchall())
+    finally:
+        raw.close()
+    assert depth == {kind: rows.get(kind, 0) for kind in EVENT_KINDS}
+    assert refusals > 0  # it did fill up, and refusals changed no count
 
 
 # -- capacity ----------------------------------------------------------------------------------

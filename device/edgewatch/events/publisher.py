@@ -91,9 +91,10 @@ class Publisher:
         self._wake.set()
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
-        """Give queued events ``drain_timeout_s`` to go out, then disconnect."""
+        """Give queued events ``drain_timeout_s`` to go out (connecting if need be), then
+        disconnect; what is still queued stays in the outbox for the next start."""
         deadline = time.monotonic() + drain_timeout_s
-        while time.monotonic() < deadline and self.connected.is_set() and self._backlog():
+        while time.monotonic() < deadline and self._backlog() and self._thread.is_alive():
             time.sleep(0.02)
         self._stop.set()
         self._wake.set()
