@@ -15,6 +15,7 @@ from edgewatch.vision.detect import FaceDetector, create_detector
 from edgewatch.vision.embed import Embedder, create_embedder
 from edgewatch.vision.landmarks import Landmarker, create_landmarker
 from edgewatch.vision.models import ModelManifest
+from tests.cli_support import Run, hamilton
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("EDGEWATCH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
@@ -74,3 +75,10 @@ def landmarker(manifest: ModelManifest) -> Landmarker:
 def dlib_embedder(manifest: ModelManifest) -> Embedder:
     """The product's default, licence-clean embedder."""
     return create_embedder(manifest, "dlib-resnet-v1")
+
+
+@pytest.fixture(scope="session")
+def default_run(faces_dir: Path, videos_dir: Path) -> Run:
+    """The hamilton clip with the shipped, licence-clean configuration (dlib embedder),
+    enrolled with --enrol; run once and compared with by several modules."""
+    return hamilton(faces_dir, videos_dir)

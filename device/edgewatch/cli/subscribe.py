@@ -76,7 +76,12 @@ def register(commands: Any) -> None:
         help="remember delivered sequence numbers across restarts (SQLite file)",
     )
     parser.add_argument(
-        "--max-age", type=float, default=300.0, metavar="S", help="reject alerts sent longer ago"
+        "--max-age",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="reject alerts and audit events sent longer ago (default 3600, the time the broker "
+        "keeps this subscriber's queue); --ledger catches older replays",
     )
     parser.add_argument("--count", type=int, metavar="N", help="exit after N verified alerts")
     parser.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds")

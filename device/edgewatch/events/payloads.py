@@ -28,7 +28,8 @@ ALERT: Final = "edgewatch.alert/1"
 STATUS: Final = "edgewatch.status/1"
 AUDIT: Final = "edgewatch.audit/1"
 SCHEMAS: Final = (ALERT, STATUS, AUDIT)
-KIND_OF_SCHEMA: Final = {ALERT: "alert", STATUS: "status", AUDIT: "audit"}
+SCHEMA_OF_KIND: Final = {"alert": ALERT, "status": STATUS, "audit": AUDIT}
+"""The payload schema (and JWS ``typ``) of each topic kind."""
 CROP_SUITE: Final = "HPKE-base(DHKEM-X25519-HKDF-SHA256,HKDF-SHA256,AES-256-GCM)"
 AUDIT_ACTIONS: Final = (
     "started",

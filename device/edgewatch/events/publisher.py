@@ -33,14 +33,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.events.outbox import Outbox
-from edgewatch.events.payloads import STATUS, stamp
+from edgewatch.events.payloads import SCHEMA_OF_KIND, STATUS, stamp
 from edgewatch.security.jws import Signer
 from edgewatch.transport.mosquitto import ClientCredentials, configure_tls
 from edgewatch.transport.topics import event_topic
 
 log = logging.getLogger(__name__)
 
-SCHEMA_OF_KIND = {"alert": "edgewatch.alert/1", "status": STATUS, "audit": "edgewatch.audit/1"}
 
 
 @dataclass(frozen=True, slots=True)

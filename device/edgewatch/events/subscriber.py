@@ -36,7 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.errors import EdgewatchError
 from edgewatch.events.ledger import Ledger
-from edgewatch.events.payloads import ALERT, AUDIT, STATUS, open_crop, parse_timestamp
+from edgewatch.events.payloads import SCHEMA_OF_KIND, open_crop, parse_timestamp
 from edgewatch.events.registry import DeviceRegistry
 from edgewatch.security.jws import VerificationError, verify
 from edgewatch.transport.mosquitto import ClientCredentials, configure_tls
@@ -44,7 +44,6 @@ from edgewatch.transport.topics import EVENT_KINDS, device_of, subscription_filt
 
 log = logging.getLogger(__name__)
 
-SCHEMA_FOR_KIND = {"alert": ALERT, "status": STATUS, "audit": AUDIT}
 RejectReason = Literal[
     "bad_topic",
     "unknown_device",
@@ -92,7 +91,7 @@ class EventVerifier:
         prefix: str,
         ledger: Ledger | None = None,
         crop_key: X25519PrivateKey | None = None,
-        max_age_s: float = 300.0,
+        max_age_s: float = 3600.0,
         max_skew_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -104,7 +103,7 @@ class EventVerifier:
         self.max_skew_s = max_skew_s
         self.clock = clock
         self.counters = VerifierCounters()
-        self._last_status: dict[str, datetime] = {}
+        self._last_status: dict[tuple[str, bool], datetime] = {}
         self.last_status_state: dict[str, str] = {}
         """The ``state`` of the newest status accepted from each unit."""
         self._lock = threading.Lock()
@@ -137,7 +136,7 @@ class EventVerifier:
             return device.signing_key if kid == device.kid else None
 
         try:
-            verified = verify(message, lookup, SCHEMA_FOR_KIND[kind])
+            verified = verify(message, lookup, SCHEMA_OF_KIND[kind])
         except VerificationError as exc:
             reason: RejectReason = {
                 "malformed": "malformed",
@@ -157,18 +156,21 @@ class EventVerifier:
             raise Rejected("device_mismatch", f"{topic}: payload names another unit")
         now = self.clock()
         age = (now - sent_at).total_seconds()
+        if -age > self.max_skew_s:
+            raise Rejected("from_future", f"{topic}: sent {-age:.0f} s in the future")
         if kind == "status":
+            # The "offline" last will is signed when the unit connects, so it is older than
+            # the statuses sent during that connection: it is ordered only among wills.
+            track = (device_id, payload.get("state") == "offline")
             with self._lock:
-                previous = self._last_status.get(device_id)
+                previous = self._last_status.get(track)
                 if previous is not None and sent_at <= previous:
                     raise Rejected("stale", f"{topic}: status older than one already accepted")
-                self._last_status[device_id] = sent_at
+                self._last_status[track] = sent_at
                 self.last_status_state[device_id] = str(payload.get("state"))
             return VerifiedEvent(kind, device_id, payload)
         if age > self.max_age_s:
             raise Rejected("stale", f"{topic}: sent {age:.0f} s ago (limit {self.max_age_s:.0f})")
-        if -age > self.max_skew_s:
-            raise Rejected("from_future", f"{topic}: sent {-age:.0f} s in the future")
         sequence = payload.get("sequence")
         if not isinstance(sequence, int) or sequence < 1:
             raise Rejected("malformed", f"{topic}: no valid sequence number")
@@ -196,7 +198,8 @@ class SubscriberSettings:
     prefix: str
     share_group: str | None = None
     session_expiry_s: int = 3600
-    """How long the broker keeps this subscriber's queue while it is away."""
+    """How long the broker keeps this subscriber's queue while it is away; keep the
+    verifier's ``max_age_s`` at least this long, or queued alerts arrive stale."""
 
 
 class Subscriber:

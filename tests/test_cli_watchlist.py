@@ -1,0 +1,175 @@
+"""The watch-list, key, registry and subscribe commands as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.hamilton_cast import REFERENCE_PHOTOS
+from edgewatch.pipeline import Counters
+from edgewatch.transport.mosquitto import LocalBroker
+from tests.cli_support import HAMILTON, Run, edgewatch, subjects_of
+from tests.event_producer import report
+from tests.test_events import Unit
+
+DEPLOYMENT = Path(__file__).resolve().parents[1] / "deploy" / "watchlist-deployment.example.toml"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("keys")
+    for role, folder in (("issuer", "issuer"), ("device", "unit"), ("device", "other")):
+        run = edgewatch("keys", role, "--out", str(root / folder))
+        assert run.returncode == 0, run.stderr
+    return root
+
+
+def entries_csv(folder: Path, examples: Path) -> Path:
+    rows = ["subject_ref,category,image,source,added_by"]
+    for name, files in REFERENCE_PHOTOS.items():
+        rows += [f"{name},wanted,{examples / file},test,tester" for file in files]
+    path = folder / "entries.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def watchlist(keys: Path, faces_dir: Path) -> Path:
+    out = keys / "cast.ewl"
+    run = edgewatch(
+        "watchlist", "build", "--deployment", str(DEPLOYMENT),
+        "--entries", str(entries_csv(keys, faces_dir / "examples")),
+        "--issuer-key", str(keys / "issuer" / "issuer.key"),
+        "--recipient", str(keys / "unit" / "watchlist.pub"),
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count(" ok") == sum(len(f) for f in REFERENCE_PHOTOS.values())
+    return out
+
+
+def test_key_files_are_private_and_never_overwritten(keys: Path) -> None:
+    assert oct((keys / "unit" / "signing.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((keys / "unit" / "watchlist.key").stat().st_mode & 0o777) == "0o600"
+    again = edgewatch("keys", "device", "--out", str(keys / "unit"))
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+
+
+def test_build_refuses_bad_photos_unless_told_to_skip(
+    keys: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    examples = faces_dir / "examples"
+    csv = tmp_path / "entries.csv"
+    csv.write_text(
+        "subject_ref,category,image\n"
+        f"obama,wanted,{examples / 'obama.jpg'}\n"
+        f"pair,wanted,{examples / 'two_people.jpg'}\n"
+    )
+    common = [
+        "watchlist", "build", "--deployment", str(DEPLOYMENT), "--entries", str(csv),
+        "--issuer-key", str(keys / "issuer" / "issuer.key"),
+        "--recipient", str(keys / "unit" / "watchlist.pub"), "--no-progress",
+    ]  # fmt: skip
+    refused = edgewatch(*common, "--out", str(tmp_path / "a.ewl"))
+    assert refused.returncode == 3
+    assert "REFUSED: 2 faces found" in refused.stdout and not (tmp_path / "a.ewl").exists()
+    skipped = edgewatch(*common, "--out", str(tmp_path / "b.ewl"), "--skip-refused")
+    assert skipped.returncode == 0 and (tmp_path / "b.ewl").exists()
+
+
+def test_inspect_shows_the_header_and_names_nobody(watchlist: Path) -> None:
+    run = edgewatch("watchlist", "inspect", str(watchlist))
+    assert run.returncode == 0
+    assert "hamilton-demo version 1" in run.stdout and "4 (max 100)" in run.stdout
+    assert "Obama" not in run.stdout and "Miranda" not in run.stdout
+    header = json.loads(edgewatch("watchlist", "inspect", str(watchlist), "--json").stdout)
+    assert header["entry_count"] == 4 and header["model"]["id"] == "dlib-resnet-v1"
+
+
+def test_verify(watchlist: Path, keys: Path, tmp_path: Path) -> None:
+    issuer = str(keys / "issuer" / "issuer.pub")
+    good = edgewatch(
+        "watchlist", "verify", str(watchlist), "--issuer-key", issuer,
+        "--device-key", str(keys / "unit" / "watchlist.key"),
+    )  # fmt: skip
+    assert good.returncode == 0 and "can open it (4 entries" in good.stdout
+    other = edgewatch(
+        "watchlist", "verify", str(watchlist), "--issuer-key", issuer,
+        "--device-key", str(keys / "other" / "watchlist.key"),
+    )  # fmt: skip
+    assert other.returncode == 3 and "not a recipient" in other.stderr
+    data = bytearray(watchlist.read_bytes())
+    data[len(data) // 2] ^= 1
+    (tmp_path / "bad.ewl").write_bytes(bytes(data))
+    bad = edgewatch("watchlist", "verify", str(tmp_path / "bad.ewl"), "--issuer-key", issuer)
+    assert bad.returncode == 3 and "BAD SIGNATURE" in bad.stderr
+
+
+def test_simulate_refuses_a_watchlist_for_another_unit(watchlist: Path, keys: Path) -> None:
+    run = edgewatch(
+        "simulate", "--images", str(keys), "--watchlist", str(watchlist),
+        "--device-key", str(keys / "other" / "watchlist.key"),
+        "--issuer-key", str(keys / "issuer" / "issuer.pub"),
+    )  # fmt: skip
+    assert run.returncode == 3 and "refused (not_recipient)" in run.stderr
+
+
+def test_hamilton_with_the_watchlist_matches_as_with_enrol(
+    watchlist: Path, keys: Path, videos_dir: Path, default_run: Run, tmp_path: Path
+) -> None:
+    run = edgewatch(
+        "simulate", "--video", str(videos_dir / HAMILTON), "--watchlist", str(watchlist),
+        "--device-key", str(keys / "unit" / "watchlist.key"),
+        "--issuer-key", str(keys / "issuer" / "issuer.pub"),
+        "--state-dir", str(tmp_path), "--json", "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    key = ("frame_index", "subject", "score", "box")
+    assert [[m[k] for k in key] for m in run.matches] == [
+        [m[k] for k in key] for m in default_run.matches
+    ]
+    assert subjects_of(run).keys() == subjects_of(default_run).keys()
+    assert (tmp_path / "watchlist-versions.json").exists()
+
+
+def test_registry_and_subscribe_commands(broker: LocalBroker, tmp_path: Path) -> None:
+    unit = Unit(tmp_path, broker, "cam-a")
+    registry = tmp_path / "devices.toml"
+    added = edgewatch(
+        "registry", "add", "--registry", str(registry), "--device-id", "cam-a",
+        "--signing-key", str(unit.dir / "signing.pub"),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    creds = broker.issue_client("control-room")
+    subscriber = subprocess.Popen(
+        [
+            sys.executable, "-m", "edgewatch", "subscribe",
+            "--broker", f"127.0.0.1:{broker.port}", "--ca-cert", str(creds.ca_cert),
+            "--cert", str(creds.cert), "--key", str(creds.key), "--registry", str(registry),
+            "--count", "3", "--timeout", "120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert subscriber.stderr is not None
+    assert "subscribed" in subscriber.stderr.readline()
+    service = unit.service()
+    service.start(Counters())
+    for index in range(3):
+        service.emitter.alert(report(index))
+    service.stop(Counters(), 0.0)
+    out, err = subscriber.communicate(timeout=120)
+    lines = [json.loads(line) for line in out.splitlines()]
+    alerts = [line for line in lines if line["kind"] == "alert"]
+    assert [a["payload"]["sequence"] for a in alerts] == [1, 2, 3], err
+    assert all(a["device_id"] == "cam-a" for a in alerts)
+    listed = edgewatch("registry", "list", "--registry", str(registry))
+    assert "cam-a" in listed.stdout and "active" in listed.stdout
+    revoked = edgewatch("registry", "revoke", "--registry", str(registry), "--device-id", "cam-a")
+    assert revoked.returncode == 0
+    assert "REVOKED" in edgewatch("registry", "list", "--registry", str(registry)).stdout
