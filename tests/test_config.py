@@ -63,3 +63,21 @@ def test_unreadable_files(tmp_path: Path) -> None:
     broken.write_text("camera = [unclosed", encoding="utf-8")
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_config(broken)
+
+
+def test_publish_example_is_valid() -> None:
+    from edgewatch.events.config import load_publish_config
+
+    example = Path(__file__).resolve().parents[1] / "deploy" / "publish.example.toml"
+    config = load_publish_config(example)
+    assert config.device.id == "cam-0001" and config.mqtt.port == 8883
+
+
+def test_publish_config_errors_name_the_field(tmp_path: Path) -> None:
+    from edgewatch.errors import ConfigError
+    from edgewatch.events.config import load_publish_config
+
+    bad = tmp_path / "unit.toml"
+    bad.write_text('[device]\nid = "no/slash"\nsigning_key = "k"\nstate_dir = "s"\n')
+    with pytest.raises(ConfigError, match=r"device.id.*not valid.*mqtt: Field required"):
+        load_publish_config(bad)

@@ -305,3 +305,31 @@ def test_crop_key_mismatch_is_not_fatal(room_dir: Path) -> None:
     assert open_crop(crop, "event-1", key) == b"jpeg"
     with pytest.raises(Exception):  # noqa: B017 - any failure to open is the point
         open_crop(crop, "event-2", key)
+
+
+def test_offline_will_is_accepted_after_newer_statuses(room_dir: Path) -> None:
+    from edgewatch.events.payloads import status_body
+
+    key = Ed25519PrivateKey.generate()
+    registry = DeviceRegistry()
+    registry.add("cam-a", key.public_key())
+    verifier = EventVerifier(registry, PREFIX)
+    topic = f"{PREFIX}/cam-a/status"
+
+    def status(state: str, seconds_ago: float) -> bytes:
+        body = status_body(
+            device_id="cam-a", state=state, software_version="t", started_at="x",
+            watchlist={"state": "none"}, counters={}, fps=0.0, outbox={},
+        )  # fmt: skip
+        sent = (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
+        payload = stamp(encode(body), sent.replace("+00:00", "Z"))
+        return Signer(key).sign(payload, "edgewatch.status/1")
+
+    will = status("offline", 60)  # signed when the unit connected
+    verifier.check(topic, status("online", 30))
+    verifier.check(topic, status("online", 1))
+    assert verifier.check(topic, will).payload["state"] == "offline"
+    with pytest.raises(Rejected, match="stale"):
+        verifier.check(topic, status("online", 20))
+    with pytest.raises(Rejected, match="from_future"):
+        verifier.check(topic, status("online", -120))
