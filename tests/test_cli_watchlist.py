@@ -173,3 +173,16 @@ def test_registry_and_subscribe_commands(broker: LocalBroker, tmp_path: Path) ->
     revoked = edgewatch("registry", "revoke", "--registry", str(registry), "--device-id", "cam-a")
     assert revoked.returncode == 0
     assert "REVOKED" in edgewatch("registry", "list", "--registry", str(registry)).stdout
+
+
+def test_demo_runs_every_role_end_to_end(faces_dir: Path, videos_dir: Path) -> None:
+    """The README's main command, shortened: broker, issuer, unit and control room."""
+    entries = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "hamilton-entries.csv"
+    run = edgewatch(
+        "demo", "--video", str(videos_dir / HAMILTON), "--photos", str(faces_dir / "examples"),
+        "--entries", str(entries), "--max-frames", "12",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "control room: VERIFIED alert" in run.stdout
+    assert "sealed crop opened" in run.stdout
+    assert "rejected 0 (none); gaps 0" in run.stderr
