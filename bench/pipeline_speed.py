@@ -12,14 +12,12 @@ the spread (min-max over the repeats).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 from bench.hamilton_cast import REFERENCE_PHOTOS
+from bench.machine import cpu_model
 from edgewatch.appliance import build_pipeline, load_vision, run_camera
 from edgewatch.camera.registry import create_camera
 from edgewatch.config import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, parse_config
@@ -33,15 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def machine_description() -> str:
     """CPU model and core count, for the table's caption."""
-    model = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {runtime_name()}"
+    return f"{cpu_model()}, {runtime_name()}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

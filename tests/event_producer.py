@@ -11,25 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench.synthetic import match_report as report
 from edgewatch.events.config import load_publish_config
 from edgewatch.events.emitter import EventService
-from edgewatch.pipeline import Counters, MatchReport
+from edgewatch.pipeline import Counters
 from edgewatch.watchlist.active import ActiveWatchlist
-
-
-def report(index: int) -> MatchReport:
-    return MatchReport(
-        subject=f"case-{index % 7}",
-        category="wanted",
-        score=0.95,
-        threshold=0.926,
-        margin=0.012,
-        frame_index=index,
-        stream_time=index / 30,
-        capture_time=time.time(),
-        box=(10, 10, 60, 60),
-        model_id="dlib-resnet-v1",
-    )
 
 
 def main() -> int:

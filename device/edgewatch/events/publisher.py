@@ -197,7 +197,7 @@ class Publisher:
                         cursor = entry.id
                         sent += 1
                         self.published += 1
-                client.loop(timeout=0.0 if sent else 0.05)
+                client.loop(timeout=0.0 if sent else 0.01)
                 if not sent and not state["inflight"]:
                     self._wake.wait(0.05)
                     self._wake.clear()
