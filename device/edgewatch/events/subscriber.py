@@ -230,13 +230,19 @@ class Subscriber:
     def start(self, timeout_s: float = 10.0) -> None:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.settings.session_expiry_s
-        self.client.connect(
-            self.settings.host,
-            self.settings.port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
-        )
+        try:
+            self.client.connect(
+                self.settings.host,
+                self.settings.port,
+                keepalive=30,
+                clean_start=False,
+                properties=properties,
+            )
+        except (OSError, ValueError) as exc:  # refused, unreachable, TLS handshake failed
+            raise EdgewatchError(
+                f"cannot connect to the broker at {self.settings.host}:{self.settings.port}: "
+                f"{exc}"
+            ) from None
         self.client.loop_start()
         if not self.subscribed.wait(timeout_s):
             self.stop()
