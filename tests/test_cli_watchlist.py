@@ -186,3 +186,32 @@ def test_demo_runs_every_role_end_to_end(faces_dir: Path, videos_dir: Path) -> N
     assert "control room: VERIFIED alert" in run.stdout
     assert "sealed crop opened" in run.stdout
     assert "rejected 0 (none); gaps 0" in run.stderr
+
+
+def test_a_publishing_unit_reports_a_refused_watchlist_and_keeps_running(
+    watchlist: Path, keys: Path, faces_dir: Path, broker: LocalBroker, tmp_path: Path
+) -> None:
+    from edgewatch.cli.keys import generate_role
+    from tests.test_events import ControlRoom
+
+    generate_role("control-room", tmp_path / "control-room")
+    unit = Unit(tmp_path, broker, "cam-a")  # its own keys: not a recipient of the list
+    room = ControlRoom(tmp_path, broker, [unit])
+    run = edgewatch(
+        "simulate", "--images", str(faces_dir / "examples" / "obama.jpg"),
+        "--watchlist", str(watchlist), "--device-key", str(unit.dir / "watchlist.key"),
+        "--issuer-key", str(keys / "issuer" / "issuer.pub"), "--publish", str(unit.config),
+        "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "refused (not_recipient)" in run.stderr and "1 frames, 0 faces seen" in run.stderr
+    from edgewatch.events.subscriber import wait_for
+
+    def audit_actions() -> list[str]:
+        return [str(e.payload["action"]) for e in room.events if e.kind == "audit"]
+
+    assert wait_for(lambda: "stopped" in audit_actions(), 30.0), audit_actions()
+    room.close()
+    assert "watchlist_refused" in audit_actions()
+    statuses = [e.payload for e in room.events if e.kind == "status"]
+    assert statuses[-1]["watchlist"] == {"state": "refused", "reason": "not_recipient"}

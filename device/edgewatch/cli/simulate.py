@@ -27,7 +27,7 @@ from edgewatch.matching.enrol import ReferencePhoto, build_gallery, parse_enrol_
 from edgewatch.pipeline import MatchReport
 from edgewatch.progress import ProgressLine
 from edgewatch.watchlist.active import ActiveWatchlist
-from edgewatch.watchlist.device import read_watchlist
+from edgewatch.watchlist.device import WatchlistRefusedError, read_watchlist
 
 HELP = "run the appliance on a recorded video (or stills) and print its match decisions"
 
@@ -91,7 +91,8 @@ def register(commands: Any) -> None:
         type=Path,
         metavar="TOML",
         help="also send signed events over MQTT as a field unit would: the unit's [device], "
-        "[mqtt] and [events] settings (see deploy/edgewatch.example.toml)",
+        "[mqtt] and [events] settings (see deploy/publish.example.toml); a refused "
+        "--watchlist is then reported in signed events and the run goes on without one",
     )
     listing.add_argument(
         "--state-dir",
@@ -180,13 +181,21 @@ def run(args: argparse.Namespace) -> int:
     publish = load_publish_config(args.publish) if args.publish is not None else None
     parts = load_vision(config)
     active = ActiveWatchlist(parts.encoder.embedder.spec.model_id)
+    refusal = None
     if args.watchlist is not None:
         state_dir = args.state_dir or (publish.device.state_dir if publish else None)
         trust = device_trust(parts, args.issuer_key, args.device_key, state_dir, "state")
-        loaded = read_watchlist(args.watchlist, trust)
-        active.accept(loaded)
-        parts = parts.with_policy(policy_for_watchlist(loaded.header, config))
-        print(f"edgewatch: {loaded.describe()}", file=sys.stderr)
+        try:
+            loaded = read_watchlist(args.watchlist, trust)
+        except WatchlistRefusedError as refused:
+            if publish is None:
+                raise
+            # Acting as a field unit: report the refusal and keep running without a list.
+            refusal = active.refuse(refused)
+        else:
+            active.accept(loaded)
+            parts = parts.with_policy(policy_for_watchlist(loaded.header, config))
+            print(f"edgewatch: {loaded.describe()}", file=sys.stderr)
         gallery = active.gallery
     else:
         gallery = build_gallery(photos, parts.encoder)
@@ -226,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
             events.emitter.audit(
                 "watchlist_accepted", active.loaded.describe(), pipeline.counters
             )
+        if refusal is not None:
+            events.emitter.audit("watchlist_refused", refusal.detail, pipeline.counters)
     try:
         with create_camera(config.camera) as camera:
             progress = ProgressLine("frames", camera.frame_count, enabled=not args.no_progress)
