@@ -72,6 +72,9 @@ class Probe:
         if creds is not None:
             configure_tls(self.client, creds)
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._io = threading.Lock()
+        """Without loop_start, paho writes to the TLS socket from whichever thread calls it:
+        the network thread and the test thread must take turns, or TLS records interleave."""
         self.connack: ReasonCode | None = None
         self.disconnects = 0
         self.session_present = False
@@ -191,13 +194,15 @@ class Probe:
         return self._disconnected.wait(timeout)
 
     def subscribe(self, topic: str, qos: int = 1) -> ReasonCode:
-        result, mid = self.client.subscribe(topic, qos)
+        with self._io:
+            result, mid = self.client.subscribe(topic, qos)
         assert result == mqtt.MQTT_ERR_SUCCESS, f"subscribe to {topic} failed: {result}"
         return self._wait_ack(mid)[0]
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> ReasonCode:
         """Publish and return the PUBACK reason code (QoS 1)."""
-        info = self.client.publish(topic, payload, qos)
+        with self._io:
+            info = self.client.publish(topic, payload, qos)
         return self._wait_ack(info.mid)[0]
 
     def receive(self, count: int, timeout: float = TIMEOUT) -> list[mqtt.MQTTMessage]:
@@ -231,7 +236,8 @@ class Probe:
     def close(self) -> None:
         """Disconnect cleanly (keeps a persistent session) and stop the network thread."""
         if self._connected.is_set() and not self._disconnected.is_set():
-            self.client.disconnect()
+            with self._io:
+                self.client.disconnect()
             self._disconnected.wait(TIMEOUT)
         self._stop_network()
 
@@ -245,7 +251,9 @@ class Probe:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            if self.client.loop(timeout=0.02) != mqtt.MQTT_ERR_SUCCESS:
+            with self._io:
+                result = self.client.loop(timeout=0.02)
+            if result != mqtt.MQTT_ERR_SUCCESS:
                 return  # connection refused or lost
 
     def _stop_network(self) -> None:
