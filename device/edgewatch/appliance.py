@@ -152,8 +152,8 @@ def policy_for_watchlist(header: Header, config: VisionConfig) -> MatchPolicy:
                 f"{header.watchlist_id} was issued with; a unit may only be stricter"
             )
     return MatchPolicy(
-        threshold=max(issued.threshold, wanted.threshold or issued.threshold),
-        margin=max(issued.margin, wanted.margin or issued.margin),
+        threshold=issued.threshold if wanted.threshold is None else wanted.threshold,
+        margin=issued.margin if wanted.margin is None else wanted.margin,
     )
 
 

@@ -7,7 +7,6 @@ Unknown keys are errors (a misspelt option must not be silently ignored).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgewatch.camera.registry import CameraConfig
 from edgewatch.errors import ConfigError
+from edgewatch.fileio import read_toml
 from edgewatch.validation import validated
 
 DEFAULT_DETECTOR = "blazeface-full-range"
@@ -123,10 +123,4 @@ def parse_config(raw: dict[str, Any], origin: str) -> AppConfig:
 
 def load_config(path: Path) -> AppConfig:
     """Read and validate a TOML configuration file."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
-    return parse_config(raw, str(path))
+    return parse_config(read_toml(path, "configuration"), str(path))

@@ -9,7 +9,9 @@ the target: a reader sees the old file or the new one, never a mixture.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from edgewatch.errors import ConfigError
 
@@ -53,3 +55,12 @@ def read_bytes(path: Path, what: str) -> bytes:
         raise ConfigError(f"{what} {path}: is a directory, expected a file") from None
     except PermissionError:
         raise ConfigError(f"{what} {path}: permission denied") from None
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables, or a clear error saying which ``what`` is missing or broken."""
+    data = read_bytes(path, what)
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: not valid TOML: {exc}") from None

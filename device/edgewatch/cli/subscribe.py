@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from edgewatch.errors import ConfigError
@@ -23,9 +22,10 @@ from edgewatch.events.subscriber import (
     SubscriberSettings,
     VerifiedEvent,
 )
-from edgewatch.fileio import PRIVATE, read_bytes, write_atomic
+from edgewatch.fileio import PRIVATE, write_atomic
 from edgewatch.security.keys import load_sealing_key
 from edgewatch.transport.mosquitto import ClientCredentials
+from edgewatch.transport.pki import load_certificate
 from edgewatch.transport.topics import DEFAULT_PREFIX, check_prefix
 
 HELP = "receive, verify and print the units' signed events (control room)"
@@ -97,11 +97,7 @@ def _address(value: str) -> tuple[str, int]:
 
 def common_name(cert: Path) -> str:
     """The certificate's CN: the broker takes it as this client's identity and client id."""
-    try:
-        certificate = x509.load_pem_x509_certificate(read_bytes(cert, "certificate"))
-    except ValueError:
-        raise ConfigError(f"certificate {cert}: not a PEM certificate") from None
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    names = load_certificate(cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
         raise ConfigError(f"certificate {cert}: has no common name")
     return str(names[0].value)

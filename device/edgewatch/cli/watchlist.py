@@ -27,6 +27,7 @@ from edgewatch.security.keys import (
     load_verify_key,
 )
 from edgewatch.watchlist.format import (
+    Container,
     HeaderFields,
     Policy,
     WatchlistFormatError,
@@ -211,7 +212,7 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parsed(path: Path) -> Any:
+def _parsed(path: Path) -> Container:
     try:
         return parse(read_bytes(path, "watch-list"))
     except WatchlistFormatError as exc:

@@ -6,36 +6,22 @@ them, so a unit's configuration can sit next to its keys.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgewatch.errors import ConfigError
+from edgewatch.fileio import read_toml
 from edgewatch.transport.mosquitto import ClientCredentials
-from edgewatch.transport.topics import DEFAULT_PREFIX, check_identity, check_prefix
+from edgewatch.transport.topics import DEFAULT_PREFIX, IdentityField, PrefixField
 from edgewatch.validation import validated
-
-
-def _device_id(value: str) -> str:
-    try:
-        return check_identity(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _prefix(value: str) -> str:
-    try:
-        return check_prefix(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
 
 
 class DeviceSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Annotated[str, AfterValidator(_device_id)] = Field(
+    id: IdentityField = Field(
         description="The unit's id: its certificate's common name and its topic level."
     )
     signing_key: Path = Field(description="Ed25519 event-signing key (signing.key).")
@@ -47,7 +33,7 @@ class MqttSection(BaseModel):
 
     host: str = Field(min_length=1)
     port: int = Field(default=8883, ge=1, le=65535)
-    prefix: Annotated[str, AfterValidator(_prefix)] = DEFAULT_PREFIX
+    prefix: PrefixField = DEFAULT_PREFIX
     ca_cert: Path
     cert: Path
     key: Path
@@ -99,10 +85,4 @@ def parse_publish_config(raw: dict[str, Any], origin: str, base: Path) -> Publis
 
 
 def load_publish_config(path: Path) -> PublishConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
-    return parse_publish_config(raw, str(path), path.parent)
+    return parse_publish_config(read_toml(path, "configuration"), str(path), path.parent)

@@ -13,14 +13,13 @@ signature by another unit's key is still rejected.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgewatch.errors import ConfigError
-from edgewatch.fileio import PUBLIC, write_atomic
+from edgewatch.fileio import PUBLIC, read_toml, write_atomic
 from edgewatch.security.keys import b64url, b64url_decode, key_id, raw_public_bytes
 from edgewatch.transport.topics import check_identity
 
@@ -41,12 +40,7 @@ class DeviceRegistry:
 
     @classmethod
     def load(cls, path: Path) -> DeviceRegistry:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"device registry {path}: file not found") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"device registry {path}: not valid TOML: {exc}") from None
+        raw = read_toml(path, "device registry")
         devices: dict[str, RegisteredDevice] = {}
         table = raw.get("devices", {})
         if not isinstance(table, dict) or set(raw) - {"devices"}:

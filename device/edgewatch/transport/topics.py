@@ -9,7 +9,10 @@ own id, which is the common name of its client certificate.
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from collections.abc import Callable
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator
 
 from edgewatch.errors import ConfigError
 
@@ -67,3 +70,21 @@ def device_of(topic: str, prefix: str) -> tuple[str, str] | None:
     if len(parts) != 2 or parts[1] not in EVENT_KINDS or not _IDENTITY.fullmatch(parts[0]):
         return None
     return parts[0], parts[1]
+
+
+def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
+    """Adapt a checker for pydantic, which reports ``ValueError`` with the field's path."""
+
+    def validate(value: str) -> str:
+        try:
+            return check(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    return validate
+
+
+IdentityField = Annotated[str, AfterValidator(_validated(lambda v: check_identity(v, "id")))]
+"""A device, deployment or watch-list id in a pydantic model."""
+PrefixField = Annotated[str, AfterValidator(_validated(check_prefix))]
+"""A topic prefix in a pydantic model."""

@@ -50,7 +50,7 @@ from pydantic import (
 
 from edgewatch.errors import ConfigError, EdgewatchError
 from edgewatch.security.keys import b64url, b64url_decode, key_id
-from edgewatch.transport.topics import check_identity
+from edgewatch.transport.topics import IdentityField
 from edgewatch.validation import validated
 from edgewatch.vision.types import FloatArray
 
@@ -80,14 +80,6 @@ def _aware(value: datetime) -> datetime:
 
 
 AwareTime = Annotated[datetime, AfterValidator(_aware)]
-def _identity(value: str) -> str:
-    try:
-        return check_identity(value, "id")
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-
-
-Identity = Annotated[str, AfterValidator(_identity)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -96,7 +88,7 @@ class Deployment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Identity
+    id: IdentityField
     purpose: Text
     location: Text
     authorised_by: Text
@@ -141,7 +133,7 @@ class Header(BaseModel):
 
     format: Literal[1]
     suite: Literal["HPKE-base(DHKEM-X25519-HKDF-SHA256,HKDF-SHA256,AES-256-GCM)+AES-256-GCM"]
-    watchlist_id: Identity
+    watchlist_id: IdentityField
     version: int = Field(ge=1)
     issued_at: AwareTime
     issuer_kid: str = Field(min_length=43, max_length=43)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgewatch.errors import ConfigError, InputError
+from edgewatch.fileio import read_toml
 from edgewatch.imaging import load_image
+from edgewatch.transport.topics import IdentityField
 from edgewatch.validation import validated
 from edgewatch.vision.encoder import FaceEncoder
 from edgewatch.vision.quality import QualityRules, measure
 from edgewatch.vision.types import FloatArray
-from edgewatch.watchlist.format import CATEGORIES, Deployment, Entry, Identity
+from edgewatch.watchlist.format import CATEGORIES, Deployment, Entry
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,14 @@ class DeploymentFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    watchlist_id: Identity
+    watchlist_id: IdentityField
     version: int = Field(ge=1)
     deployment: Deployment
     policy: PolicyOverride = Field(default_factory=PolicyOverride)
 
 
 def load_deployment(path: Path) -> DeploymentFile:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"deployment file {path}: file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"deployment file {path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "deployment file")
     return validated(DeploymentFile, raw, f"deployment file {path}", ConfigError)
 
 
