@@ -333,3 +333,22 @@ def test_offline_will_is_accepted_after_newer_statuses(room_dir: Path) -> None:
         verifier.check(topic, status("online", 20))
     with pytest.raises(Rejected, match="from_future"):
         verifier.check(topic, status("online", -120))
+
+
+def test_a_full_disk_is_logged_and_counted_not_fatal(
+    broker: LocalBroker, room_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's own "database or disk is full", forced with max_page_count."""
+    unit = Unit(room_dir, broker, "cam-a")
+    service = unit.service()
+    for index in range(3):
+        assert service.emitter.alert(report(index))
+    pages = service.outbox._conn.execute("PRAGMA page_count").fetchone()[0]
+    service.outbox._conn.execute(f"PRAGMA max_page_count = {pages}")
+    stored = sum(service.emitter.alert(report(index)) for index in range(3, 400))
+    assert stored < 397 and service.emitter.unstored == 397 - stored
+    assert "could not queue an event (alert" in caplog.text and "full" in caplog.text
+    assert service.emitter.status_body("online", Counters(), 0.0)["outbox"][
+        "alerts_refused"
+    ] == service.emitter.unstored
+    service.outbox.close()

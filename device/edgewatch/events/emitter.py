@@ -2,8 +2,9 @@
 
 Everything here is quick and local (an SQLite append); the network is the
 :class:`~edgewatch.events.publisher.Publisher` thread's business. A full
-outbox is logged and counted (the count travels in every status), never
-fatal: the unit keeps watching.
+outbox, or one that cannot write at all (disk full, I/O error), is logged and
+counted (the count travels in every status that can be stored), never fatal:
+the unit keeps watching.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from edgewatch import __version__
 from edgewatch.errors import ConfigError
 from edgewatch.events.config import PublishConfig
-from edgewatch.events.outbox import Outbox, OutboxFull
+from edgewatch.events.outbox import Outbox, OutboxError, OutboxFull
 from edgewatch.events.payloads import (
     alert_body,
     audit_body,
@@ -61,6 +62,10 @@ class EventEmitter:
         self.started_at = timestamp()
         self.alerts = 0
         self.refused = 0
+        """Events refused because the outbox is full (also persisted by the outbox)."""
+        self.unstored = 0
+        """Events the outbox could not store at all (disk full, I/O error): counted here
+        and reported in the next status that can be stored."""
 
     def _queue(self, kind: EventKind, build: Callable[[int | None], dict[str, Any]]) -> bool:
         try:
@@ -72,6 +77,10 @@ class EventEmitter:
             )
         except OutboxFull:
             self.refused += 1
+            return False
+        except OutboxError as exc:
+            self.unstored += 1
+            log.error("could not queue an event (%s; %d so far): %s", kind, self.unstored, exc)
             return False
         if self.on_queued is not None:
             self.on_queued()
@@ -132,7 +141,7 @@ class EventEmitter:
             fps=fps,
             outbox={
                 "depth": sum(depth.values()),
-                "alerts_refused": self.outbox.alerts_refused,
+                "alerts_refused": self.outbox.alerts_refused + self.unstored,
             },
         )
 
