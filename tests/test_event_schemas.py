@@ -193,12 +193,15 @@ def make_alert(
 
 
 def make_status(state: str = "online", watchlist: str = "active") -> dict[str, Any]:
+    status = watchlist_status(watchlist)
+    if status["state"] == "active":  # as the emitter adds them: the deployment's totals
+        status["counters"] = counters()
     return status_body(
         device_id="cam-0001",
         state=state,
         software_version="0.1.0",
         started_at=timestamp(),
-        watchlist=watchlist_status(watchlist),
+        watchlist=status,
         counters=counters(),
         fps=14.8712,
         outbox={"depth": 3, "alerts_refused": 0},
@@ -215,6 +218,7 @@ def make_audit(
         action=action,
         detail="edgewatch 0.1.0 started",
         counters=counters(),
+        deployment_counters=None if deployment_id is None else counters(),
     )
 
 
@@ -318,6 +322,15 @@ def test_status_watchlist_states(signer: Signer, watchlist: str) -> None:
 def test_audit_actions(signer: Signer, action: str) -> None:
     check_event(send(make_audit(action), signer), AUDIT)
     check_event(send(make_audit(action, deployment_id=None), signer), AUDIT)
+
+
+def test_deployment_counters_are_totals_only_and_only_while_active() -> None:
+    audit = make_audit()
+    audit["deployment_counters"]["last_face_box"] = 1
+    assert errors(payload_validator(AUDIT), audit) != []
+    status = make_status(watchlist="ended")
+    status["watchlist"]["counters"] = counters()
+    assert errors(payload_validator(STATUS), status) != []
 
 
 # ------------------------------------------------------------------ interoperability

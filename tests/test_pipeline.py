@@ -9,39 +9,17 @@ import numpy as np
 import pytest
 
 from edgewatch.camera.base import Frame
-from edgewatch.errors import ConfigError
+from edgewatch.errors import ConfigError, FrameError
 from edgewatch.imaging import load_image
 from edgewatch.matching.enrol import ReferencePhoto, build_gallery
 from edgewatch.matching.gallery import Gallery, Subject
 from edgewatch.matching.matcher import Matcher, MatchPolicy
 from edgewatch.pipeline import Pipeline
 from edgewatch.vision.detect import FaceDetector
-from edgewatch.vision.embed import Embedder, EmbedderSpec
+from edgewatch.vision.embed import Embedder
 from edgewatch.vision.encoder import FaceEncoder
 from edgewatch.vision.landmarks import Landmarker
-from edgewatch.vision.types import FloatArray, ImageArray
-
-
-class RecordingEmbedder:
-    """Test-only probe: remembers every chip batch and embedding array it handled."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.chip_batches: list[ImageArray] = []
-        self.outputs: list[FloatArray] = []
-        self.fail = False
-
-    @property
-    def spec(self) -> EmbedderSpec:
-        return self.inner.spec
-
-    def embed(self, chips: ImageArray) -> FloatArray:
-        self.chip_batches.append(chips)
-        if self.fail:
-            raise RuntimeError("embedder failed")
-        result = self.inner.embed(chips)
-        self.outputs.append(result)
-        return result
+from tests.face_probes import RecordingEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +91,10 @@ def test_buffers_are_overwritten_even_when_a_stage_fails(
     faces_dir: Path, detector: FaceDetector, embedder: Embedder, obama_gallery: Gallery
 ) -> None:
     probe = RecordingEmbedder(embedder)
-    probe.fail = True
+    probe.fail = RuntimeError("embedder failed")
     pipeline = pipeline_for(detector, probe, obama_gallery)
     frame = frame_of(faces_dir / "examples" / "obama2.jpg")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(FrameError):
         pipeline.process(frame)
     assert not frame.image.any()
     assert all(not batch.any() for batch in probe.chip_batches)

@@ -16,6 +16,15 @@ class EdgewatchError(Exception):
     exit_code = 1
 
 
+class FrameError(EdgewatchError):
+    """Processing a frame failed with an error that was not edgewatch's own.
+
+    Its message names only the original error's type: a library's message can
+    hold the arrays it was given (dlib prints whole images), and the original
+    traceback's frames still reference them.
+    """
+
+
 class ConfigError(EdgewatchError):
     """A configuration value or command-line option is invalid."""
 

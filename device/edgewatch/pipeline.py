@@ -7,16 +7,25 @@ the embeddings. As soon as the frame's decisions are made, all of them are
 overwritten in place, whether the frame produced a match or not and whether
 processing succeeded or raised. Only :class:`MatchReport` objects leave, and
 only for faces that matched an enrolled subject.
+
+An error raised while faces are in hand leaves as an error that carries
+nothing of them: edgewatch's own errors keep their messages (written never
+to contain face data) but lose their traceback and chained causes, whose
+frames held the face arrays; any other error is replaced by a
+:class:`~edgewatch.errors.FrameError` naming only its type. See
+docs/privacy.md for the whole guarantee and its limits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
+import numpy.typing as npt
 
 from edgewatch.camera.base import Frame
-from edgewatch.errors import ConfigError
+from edgewatch.errors import ConfigError, EdgewatchError, FrameError
 from edgewatch.matching.matcher import Match, Matcher
 from edgewatch.timing import StageClock
 from edgewatch.vision.encoder import EncodedFaces, FaceEncoder
@@ -84,21 +93,33 @@ class Pipeline:
             return []
         encoded = EncodedFaces()
         reports: list[MatchReport] = []
+        failure: EdgewatchError | None = None
         try:
             encoded = self.encoder.encode(frame.image, self.clock)
             with self.clock.measure("match"):
                 matches = self.matcher.decide(encoded.embeddings)
             reports = [self._report(frame, encoded.embedded[m.face_index], m) for m in matches]
+        except Exception as exc:  # every error is made face-free, then re-raised
+            failure = _face_free(exc, frame.index)
         finally:
             frame.image.fill(0)
             seen, embedded = len(encoded.detected), len(encoded.embedded)
             encoded.scrub()
+        if failure is not None:
+            # Raised outside the except block, so nothing chains back to the
+            # frames (and arrays) of the stage that failed.
+            raise failure
         self.counters.frames += 1
         self.counters.faces_seen += seen
         self.counters.faces_rejected += seen - embedded
         self.counters.matches += len(reports)
         self.counters.faces_discarded += seen - len(reports)
         return reports
+
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """Every array the pipeline's models keep between frames: all zero after
+        :meth:`process` returns or raises (checked by the privacy tests)."""
+        return self.encoder.scratch_buffers()
 
     def _report(self, frame: Frame, detection: Detection, match: Match) -> MatchReport:
         x0, y0, x1, y1 = (round(v) for v in detection.box)
@@ -115,6 +136,18 @@ class Pipeline:
             model_id=self.encoder.embedder.spec.model_id,
             crop=_crop_jpeg(frame, detection) if self.crop_matches else None,
         )
+
+
+def _face_free(error: Exception, frame_index: int) -> EdgewatchError:
+    """``error`` without anything that could carry face data out of the pipeline."""
+    if isinstance(error, EdgewatchError):
+        error.__traceback__ = None
+        error.__cause__ = error.__context__ = None
+        return error
+    return FrameError(
+        f"frame {frame_index}: {type(error).__name__} while faces were in hand "
+        "(the message is withheld: it may contain face data)"
+    )
 
 
 CROP_MARGIN = 0.25

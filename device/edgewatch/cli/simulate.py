@@ -26,7 +26,7 @@ from edgewatch.events.emitter import EventService
 from edgewatch.matching.enrol import ReferencePhoto, build_gallery, parse_enrol_option
 from edgewatch.pipeline import MatchReport
 from edgewatch.progress import ProgressLine
-from edgewatch.watchlist.active import ActiveWatchlist
+from edgewatch.watchlist.active import ActiveWatchlist, WatchlistChange
 from edgewatch.watchlist.device import WatchlistRefusedError, read_watchlist
 
 HELP = "run the appliance on a recorded video (or stills) and print its match decisions"
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     publish = load_publish_config(args.publish) if args.publish is not None else None
     parts = load_vision(config)
     active = ActiveWatchlist(parts.encoder.embedder.spec.model_id)
-    refusal = None
+    changes: list[WatchlistChange] = []
     if args.watchlist is not None:
         state_dir = args.state_dir or (publish.device.state_dir if publish else None)
         trust = device_trust(parts, args.issuer_key, args.device_key, state_dir, "state")
@@ -191,9 +191,9 @@ def run(args: argparse.Namespace) -> int:
             if publish is None:
                 raise
             # Acting as a field unit: report the refusal and keep running without a list.
-            refusal = active.refuse(refused)
+            changes.append(active.refuse(refused))
         else:
-            active.accept(loaded)
+            changes.append(active.accept(loaded))
             parts = parts.with_policy(policy_for_watchlist(loaded.header, config))
             print(f"edgewatch: {loaded.describe()}", file=sys.stderr)
         gallery = active.gallery
@@ -224,19 +224,15 @@ def run(args: argparse.Namespace) -> int:
         change = active.check_expiry()
         if events is not None:
             if change is not None:
-                events.emitter.audit(f"watchlist_{change.state}", change.detail, pipeline.counters)
+                events.emitter.watchlist_changed(change, pipeline.counters)
                 events.emitter.status("online", pipeline.counters, fps())
             events.tick(pipeline.counters, fps())
 
     if events is not None:
         events.start(pipeline.counters)
         events.emitter.audit("started", "simulation started", pipeline.counters)
-        if active.loaded is not None:
-            events.emitter.audit(
-                "watchlist_accepted", active.loaded.describe(), pipeline.counters
-            )
-        if refusal is not None:
-            events.emitter.audit("watchlist_refused", refusal.detail, pipeline.counters)
+        for change in changes:
+            events.emitter.watchlist_changed(change, pipeline.counters)
     try:
         with create_camera(config.camera) as camera:
             progress = ProgressLine("frames", camera.frame_count, enabled=not args.no_progress)

@@ -32,11 +32,12 @@ from edgewatch.events.payloads import (
     timestamp,
 )
 from edgewatch.events.publisher import BrokerSettings, Publisher
+from edgewatch.events.tally import DeploymentTally
 from edgewatch.pipeline import Counters, MatchReport
 from edgewatch.security.jws import Signer
 from edgewatch.security.keys import load_recipient_key, load_signing_key
 from edgewatch.transport.topics import EventKind, event_topic
-from edgewatch.watchlist.active import ActiveWatchlist
+from edgewatch.watchlist.active import ActiveWatchlist, WatchlistChange
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,13 @@ class EventEmitter:
         watchlist: ActiveWatchlist,
         crop_key: X25519PublicKey | None = None,
         on_queued: Callable[[], None] | None = None,
+        tally: DeploymentTally | None = None,
     ) -> None:
         self.outbox = outbox
         self.device_id = device_id
         self.prefix = prefix
         self.watchlist = watchlist
+        self.tally = tally or DeploymentTally(None)
         self.crop_key = crop_key
         self.on_queued = on_queued
         self.started_at = timestamp()
@@ -116,27 +119,60 @@ class EventEmitter:
         return queued
 
     def audit(self, action: str, detail: str, counters: Counters) -> bool:
-        deployment = self.watchlist.status().get("deployment_id")
+        """An event in the unit's life, with the active deployment's totals if any."""
+        return self._audit(
+            action, detail, counters, self.tally.deployment_id, self.tally.current(counters)
+        )
+
+    def watchlist_changed(self, change: WatchlistChange, counters: Counters) -> bool:
+        """Audit a watch-list change; starts or closes its deployment's tally.
+
+        A deployment's audit trail opens with its totals carried over from
+        earlier runs and closes (expired, ended) with its final totals.
+        """
+        totals = None
+        if change.state == "active" and change.deployment_id is not None:
+            self.tally.begin(change.deployment_id, counters)
+            totals = self.tally.current(counters)
+        elif change.state in ("expired", "ended"):
+            totals = self.tally.end(counters)
+        return self._audit(
+            f"watchlist_{change.state}", change.detail, counters, change.deployment_id, totals
+        )
+
+    def _audit(
+        self,
+        action: str,
+        detail: str,
+        counters: Counters,
+        deployment_id: str | None,
+        deployment_counters: dict[str, int] | None,
+    ) -> bool:
         return self._queue(
             "audit",
             lambda sequence: audit_body(
                 device_id=self.device_id,
                 sequence=_sequenced(sequence),
-                deployment_id=deployment,
+                deployment_id=deployment_id,
                 action=action,
                 detail=detail,
                 counters=dataclasses.asdict(counters),
+                deployment_counters=deployment_counters,
             ),
         )
 
     def status_body(self, state: str, counters: Counters, fps: float) -> dict[str, Any]:
         depth = self.outbox.depth()
+        watchlist = self.watchlist.status()
+        deployment_counters = self.tally.current(counters)
+        if deployment_counters is not None:
+            watchlist["counters"] = deployment_counters
         return status_body(
             device_id=self.device_id,
             state=state,
             software_version=__version__,
             started_at=self.started_at,
-            watchlist=self.watchlist.status(),
+            watchlist=watchlist,
             counters=dataclasses.asdict(counters),
             fps=fps,
             outbox={
@@ -146,7 +182,9 @@ class EventEmitter:
         )
 
     def status(self, state: str, counters: Counters, fps: float) -> bool:
+        """Queue a status; the deployment's totals are saved with each one."""
         body = self.status_body(state, counters, fps)
+        self.tally.checkpoint(counters)
         return self._queue("status", lambda _sequence: body)
 
 
@@ -171,7 +209,13 @@ class EventService:
             Path(device.state_dir) / "outbox.sqlite", capacity=config.events.outbox_capacity
         )
         self.emitter = EventEmitter(
-            self.outbox, device.id, mqtt.prefix, watchlist, crop_key, on_queued=self._nudge
+            self.outbox,
+            device.id,
+            mqtt.prefix,
+            watchlist,
+            crop_key,
+            on_queued=self._nudge,
+            tally=DeploymentTally(Path(device.state_dir)),
         )
         offline = self.emitter.status_body("offline", Counters(), 0.0)
         self.publisher = Publisher(

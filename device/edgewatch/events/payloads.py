@@ -132,6 +132,7 @@ def audit_body(
     action: str,
     detail: str,
     counters: dict[str, int],
+    deployment_counters: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     if action not in AUDIT_ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
@@ -145,6 +146,7 @@ def audit_body(
         "action": action,
         "detail": detail,
         "counters": counters,
+        "deployment_counters": deployment_counters,
     }
 
 

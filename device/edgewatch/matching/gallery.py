@@ -93,6 +93,7 @@ class Gallery:
         if self.template_count == len(self.subjects):
             return scores
         result: FloatArray = np.maximum.reduceat(scores, self._starts, axis=1)
+        scores.fill(0.0)  # per-template scores of these faces: overwritten, not just freed
         return result
 
     def wipe(self) -> None:

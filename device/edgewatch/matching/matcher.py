@@ -52,27 +52,29 @@ class Matcher:
         """Matches among ``embeddings`` (m, dim); every other face is unknown.
 
         Nothing about an unknown face is returned: not its score, not its
-        nearest subject.
+        nearest subject; every score array is overwritten before returning.
         """
         if embeddings.shape[0] == 0 or len(self.gallery) == 0:
             return []
         scores = self.gallery.subject_scores(embeddings)
         best, runner_up = _top_two(scores)
         best_scores = scores[np.arange(scores.shape[0]), best]
-        accepted = (best_scores >= self.policy.threshold) & (
-            best_scores - runner_up >= self.policy.margin
-        )
-        matches = [
-            Match(
-                face_index=int(i),
-                subject=self.gallery.subjects[int(best[i])],
-                score=float(best_scores[i]),
-                runner_up=float(runner_up[i]),
+        try:
+            accepted = (best_scores >= self.policy.threshold) & (
+                best_scores - runner_up >= self.policy.margin
             )
-            for i in np.flatnonzero(accepted)
-        ]
-        scores.fill(0.0)
-        return matches
+            return [
+                Match(
+                    face_index=int(i),
+                    subject=self.gallery.subjects[int(best[i])],
+                    score=float(best_scores[i]),
+                    runner_up=float(runner_up[i]),
+                )
+                for i in np.flatnonzero(accepted)
+            ]
+        finally:
+            for array in (scores, best, runner_up, best_scores):
+                array.fill(0)
 
 
 def _top_two(scores: FloatArray) -> tuple[np.ndarray, FloatArray]:
@@ -80,5 +82,7 @@ def _top_two(scores: FloatArray) -> tuple[np.ndarray, FloatArray]:
     best = np.argmax(scores, axis=1)
     if scores.shape[1] == 1:
         return best, np.full(scores.shape[0], -1.0, np.float32)
-    second: FloatArray = np.partition(scores, -2, axis=1)[:, -2]
+    partitioned = np.partition(scores, -2, axis=1)
+    second: FloatArray = partitioned[:, -2].copy()
+    partitioned.fill(0.0)
     return best, second

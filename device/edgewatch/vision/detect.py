@@ -61,6 +61,11 @@ class FaceDetector(Protocol):
         """Faces in ``frame`` (BGR uint8, H x W x 3), best score first, in frame pixels."""
         ...
 
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """Every array kept between calls that can hold face data (copies of a
+        runtime's tensors), so that a test can check each was overwritten."""
+        ...
+
 
 # --------------------------------------------------------------------------- settings
 
@@ -244,6 +249,11 @@ class RawDetections:
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def wipe(self) -> None:
+        """Overwrite the geometry and scores in place."""
+        for array in (self.boxes, self.keypoints, self.scores):
+            array.fill(0.0)
 
     def select(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> RawDetections:
         return RawDetections(self.boxes[keep], self.keypoints[keep], self.scores[keep])
@@ -539,7 +549,11 @@ class BlazeFaceDetector:
         finally:
             self._scrub()
         merged = weighted_nms(RawDetections.concat(parts), self.params.nms_overlap)
-        return _to_detections(merged, width, height)
+        try:
+            return _to_detections(merged, width, height)
+        finally:
+            for raw in (*parts, merged):  # candidate face geometry: overwritten, not just freed
+                raw.wipe()
 
     def _run_region(self, image: ImageArray, region: Region) -> RawDetections:
         """Letterbox one region into the model input, run it, map detections back."""
@@ -588,6 +602,13 @@ class BlazeFaceDetector:
         del tensor  # the interpreter refuses to run while a view of its memory exists
         return scale, pad_x, pad_y
 
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """The letterboxed pixels and copies of the interpreter's input and output tensors."""
+        return [self._pixels] + [
+            self._interpreter.get_tensor(index)
+            for index in (self._input_index, self._boxes_index, self._scores_index)
+        ]
+
     def _scrub(self) -> None:
         """Overwrite the frame-derived data this detector holds: input pixels and raw outputs.
 
@@ -611,10 +632,12 @@ def _to_detections(found: RawDetections, width: int, height: int) -> list[Detect
         if box[2] <= box[0] or box[3] <= box[1]:
             continue
         x0, y0, x1, y1 = (float(v) for v in box)
+        box.fill(0.0)
         detections.append(
             Detection(
                 box=(x0, y0, x1, y1),
-                keypoints=np.ascontiguousarray(found.keypoints[i], dtype=np.float32),
+                # A copy the Detection owns: ``found`` is overwritten after this.
+                keypoints=found.keypoints[i].astype(np.float32, copy=True),
                 score=float(found.scores[i]),
             )
         )

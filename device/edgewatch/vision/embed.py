@@ -99,6 +99,11 @@ class Embedder(Protocol):
         """(n, H, W, 3) uint8 BGR chips -> (n, dim) float32 rows of unit length."""
         ...
 
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """Every array kept between calls that can hold face data (copies of a
+        runtime's tensors), so that a test can check each was overwritten."""
+        ...
+
 
 # --------------------------------------------------------------------------- params
 
@@ -215,7 +220,11 @@ class DlibEmbedder:
         finally:
             for copy in rgb:  # face pixels: overwritten like the chips they came from
                 copy.fill(0)
-        return _unit_rows(np.asarray(vectors, dtype=np.float32), self._spec)
+        return _unit_rows(np.array(vectors, dtype=np.float32), self._spec)
+
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """None reachable from Python: dlib's working memory is its own (docs/privacy.md)."""
+        return []
 
 
 class ArcFaceTFLiteEmbedder:
@@ -246,25 +255,48 @@ class ArcFaceTFLiteEmbedder:
         _check_chips(chips, self._spec)
         result = np.empty((len(chips), self._spec.dim), dtype=np.float32)
         step = self._params.batch_size
-        for start in range(0, len(chips), step):
-            part = chips[start : start + step]
-            result[start : start + len(part)] = self._run(part)
-        return _unit_rows(result, self._spec)
+        try:
+            for start in range(0, len(chips), step):
+                part = chips[start : start + step]
+                self._run(part, result[start : start + len(part)])
+            return _unit_rows(result, self._spec)
+        except BaseException:
+            result.fill(0.0)  # embeddings of faces whose frame failed: not left behind
+            raise
 
-    def _run(self, part: ImageArray) -> FloatArray:
+    def _run(self, part: ImageArray, out: FloatArray) -> None:
+        """Embed one model-sized slice into ``out`` (its rows of the result)."""
         self._fill_input(part)
+        raw: npt.NDArray[Any] | None = None
         try:
             self._interpreter.set_tensor(self._input_index, self._input)
             self._interpreter.invoke()
             raw = self._interpreter.get_tensor(self._output_index)
+            _dequantise(raw[: len(part)], self._output_quant, out)
         except (RuntimeError, ValueError):
             raise ModelError(f"model {self._spec.model_id!r}: inference failed") from None
         finally:
-            # The input buffer and the interpreter's copy of it hold face pixels:
-            # overwrite both now rather than at the next frame.
-            self._input.fill(0)
-            self._interpreter.set_tensor(self._input_index, self._input)
-        return _dequantise(raw[: len(part)], self._output_quant)
+            # The input (face pixels) and output (an embedding) live on in this
+            # object's buffer and in the interpreter's tensors: overwrite them
+            # now rather than at the next frame.
+            if raw is not None:
+                raw.fill(0)
+            self._scrub()
+
+    def _scrub(self) -> None:
+        self._input.fill(0)
+        self._interpreter.set_tensor(self._input_index, self._input)
+        output = self._interpreter.tensor(self._output_index)()
+        output.fill(0)
+        del output  # the interpreter refuses to run while a view of its memory exists
+
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """The input buffer and copies of the interpreter's input and output tensors."""
+        return [
+            self._input,
+            self._interpreter.get_tensor(self._input_index),
+            self._interpreter.get_tensor(self._output_index),
+        ]
 
     def _fill_input(self, part: ImageArray) -> None:
         """Write the model's input: colour order, normalisation, quantisation, padding."""
@@ -384,11 +416,14 @@ def _quantise(
     return clipped
 
 
-def _dequantise(raw: npt.NDArray[Any], quantisation: tuple[float, int]) -> FloatArray:
+def _dequantise(raw: npt.NDArray[Any], quantisation: tuple[float, int], out: FloatArray) -> None:
+    """Model output to float32, written into ``out`` with no temporary copies."""
     if not np.issubdtype(raw.dtype, np.integer):
-        return raw.astype(np.float32, copy=False)
+        out[...] = raw
+        return
     scale, zero_point = quantisation
-    return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    np.subtract(raw, zero_point, out=out, casting="unsafe")
+    out *= scale
 
 
 def _unit_rows(vectors: FloatArray, spec: EmbedderSpec) -> FloatArray:
@@ -397,6 +432,8 @@ def _unit_rows(vectors: FloatArray, spec: EmbedderSpec) -> FloatArray:
         raise ModelError(f"model {spec.model_id!r}: output is not {spec.dim}-dimensional")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     if not (np.isfinite(norms).all() and (norms > 0).all()):
+        vectors.fill(0.0)
         raise ModelError(f"model {spec.model_id!r}: produced an invalid embedding")
-    unit: FloatArray = (vectors / norms).astype(np.float32, copy=False)
-    return unit
+    # In place: no second, unnormalised copy of the embeddings is left to the allocator.
+    np.divide(vectors, norms, out=vectors)
+    return vectors

@@ -12,8 +12,10 @@ overwrite them once decided (the pipeline does, in a ``finally``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from edgewatch.errors import InputError
 from edgewatch.timing import StageClock
@@ -34,8 +36,14 @@ class EncodedFaces:
     embeddings: FloatArray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def scrub(self) -> None:
-        """Overwrite the embeddings and forget the face geometry."""
+        """Overwrite the embeddings and keypoints, and forget the faces.
+
+        Boxes are tuples of Python floats, which cannot be overwritten; they
+        go with the last reference to their :class:`Detection`.
+        """
         self.embeddings.fill(0.0)
+        for detection in (*self.detected, *self.embedded):
+            detection.keypoints.fill(0.0)
         self.detected.clear()
         self.embedded.clear()
 
@@ -92,6 +100,14 @@ class FaceEncoder:
     def scrub(self) -> None:
         """Overwrite every chip slot."""
         self._chips.fill(0)
+
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """Every array the encoder and its models keep between frames (see
+        :meth:`~edgewatch.vision.embed.Embedder.scratch_buffers`)."""
+        buffers: list[npt.NDArray[Any]] = [self._chips, *self.detector.scratch_buffers()]
+        if self.landmarker is not None:
+            buffers += self.landmarker.scratch_buffers()
+        return buffers + self.embedder.scratch_buffers()
 
     def _gate(self, image: ImageArray, detections: list[Detection]) -> list[Detection]:
         """Each face with refined keypoints, minus those the landmark model says are

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Final, Protocol
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgewatch.errors import ConfigError, ModelError
@@ -93,6 +94,11 @@ class Landmarker(Protocol):
 
     def landmarks(self, frame: ImageArray, detection: Detection) -> FaceLandmarks:
         """The five alignment points of ``detection`` in ``frame``."""
+        ...
+
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """Every array kept between calls that can hold face data (copies of a
+        runtime's tensors), so that a test can check each was overwritten."""
         ...
 
 
@@ -209,6 +215,13 @@ class FaceMeshLandmarker:
             ],
             np.float64,
         ).astype(np.float32)
+
+    def scratch_buffers(self) -> list[npt.NDArray[Any]]:
+        """The face crop and copies of the interpreter's input and output tensors."""
+        return [self._crop] + [
+            self._interpreter.get_tensor(index)
+            for index in (self._input_index, self._landmarks_index, self._presence_index)
+        ]
 
     def _scrub(self) -> None:
         self._crop.fill(0)

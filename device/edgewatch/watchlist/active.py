@@ -29,6 +29,8 @@ class WatchlistChange:
 
     state: State
     detail: str
+    deployment_id: str | None = None
+    """The deployment concerned (None for a refused list, whose header is not trusted)."""
 
 
 class ActiveWatchlist:
@@ -49,7 +51,7 @@ class ActiveWatchlist:
         if self.loaded is not None:
             self._retire("ended", "replaced by a newer watch-list")
         self.loaded, self.state, self.reason = loaded, "active", None
-        return WatchlistChange("active", loaded.describe())
+        return WatchlistChange("active", loaded.describe(), loaded.header.deployment.id)
 
     def refuse(self, error: WatchlistRefusedError) -> WatchlistChange:
         """Record a refusal; an already active list stays in use."""
@@ -73,12 +75,13 @@ class ActiveWatchlist:
     def _retire(self, state: State, detail: str) -> WatchlistChange:
         assert self.loaded is not None
         description = self.loaded.describe()
+        deployment_id = self.loaded.header.deployment.id
         self.loaded.gallery.wipe()
         self.loaded = None
         self.state, self.reason = state, detail
         message = f"{description}: {detail}; templates overwritten, matching stopped"
         log.warning("%s", message)
-        return WatchlistChange(state, message)
+        return WatchlistChange(state, message, deployment_id)
 
     def status(self) -> dict[str, Any]:
         """The public watch-list state for status events: no entry is named."""
