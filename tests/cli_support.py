@@ -8,9 +8,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.hamilton_cast import enrol_options
+from bench.hamilton_cast import REFERENCE_PHOTOS, enrol_options
 
 HAMILTON = "short_hamilton_clip.mp4"
+DEPLOYMENT = Path(__file__).resolve().parents[1] / "deploy" / "watchlist-deployment.example.toml"
 
 
 @dataclass
@@ -58,3 +59,12 @@ def subjects_of(run: Run) -> dict[str, list[dict[str, object]]]:
     for match in run.matches:
         found.setdefault(str(match["subject"]), []).append(match)
     return found
+
+
+def entries_csv(folder: Path, examples: Path) -> Path:
+    rows = ["subject_ref,category,image,source,added_by"]
+    for name, files in REFERENCE_PHOTOS.items():
+        rows += [f"{name},wanted,{examples / file},test,tester" for file in files]
+    path = folder / "entries.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.hamilton_cast import REFERENCE_PHOTOS
 from edgewatch.vision.detect import FaceDetector, create_detector
 from edgewatch.vision.embed import Embedder, create_embedder
 from edgewatch.vision.landmarks import Landmarker, create_landmarker
 from edgewatch.vision.models import ModelManifest
-from tests.cli_support import Run, hamilton
+from tests.cli_support import DEPLOYMENT, Run, edgewatch, entries_csv, hamilton
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("EDGEWATCH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
@@ -82,3 +83,29 @@ def default_run(faces_dir: Path, videos_dir: Path) -> Run:
     """The hamilton clip with the shipped, licence-clean configuration (dlib embedder),
     enrolled with --enrol; run once and compared with by several modules."""
     return hamilton(faces_dir, videos_dir)
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An issuer and two units' keys, made by the real command."""
+    root = tmp_path_factory.mktemp("keys")
+    for role, folder in (("issuer", "issuer"), ("device", "unit"), ("device", "other")):
+        run = edgewatch("keys", role, "--out", str(root / folder))
+        assert run.returncode == 0, run.stderr
+    return root
+
+
+@pytest.fixture(scope="session")
+def watchlist(keys: Path, faces_dir: Path) -> Path:
+    """The hamilton cast (every photo in examples/) issued to the ``unit`` keys."""
+    out = keys / "cast.ewl"
+    run = edgewatch(
+        "watchlist", "build", "--deployment", str(DEPLOYMENT),
+        "--entries", str(entries_csv(keys, faces_dir / "examples")),
+        "--issuer-key", str(keys / "issuer" / "issuer.key"),
+        "--recipient", str(keys / "unit" / "watchlist.pub"),
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count(" ok") == sum(len(f) for f in REFERENCE_PHOTOS.values())
+    return out

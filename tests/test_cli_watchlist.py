@@ -7,49 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from bench.hamilton_cast import REFERENCE_PHOTOS
 from edgewatch.pipeline import Counters
 from edgewatch.transport.mosquitto import LocalBroker
-from tests.cli_support import HAMILTON, Run, edgewatch, subjects_of
+from tests.cli_support import DEPLOYMENT, HAMILTON, Run, edgewatch, subjects_of
 from tests.event_producer import report
 from tests.test_events import Unit
-
-DEPLOYMENT = Path(__file__).resolve().parents[1] / "deploy" / "watchlist-deployment.example.toml"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("keys")
-    for role, folder in (("issuer", "issuer"), ("device", "unit"), ("device", "other")):
-        run = edgewatch("keys", role, "--out", str(root / folder))
-        assert run.returncode == 0, run.stderr
-    return root
-
-
-def entries_csv(folder: Path, examples: Path) -> Path:
-    rows = ["subject_ref,category,image,source,added_by"]
-    for name, files in REFERENCE_PHOTOS.items():
-        rows += [f"{name},wanted,{examples / file},test,tester" for file in files]
-    path = folder / "entries.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def watchlist(keys: Path, faces_dir: Path) -> Path:
-    out = keys / "cast.ewl"
-    run = edgewatch(
-        "watchlist", "build", "--deployment", str(DEPLOYMENT),
-        "--entries", str(entries_csv(keys, faces_dir / "examples")),
-        "--issuer-key", str(keys / "issuer" / "issuer.key"),
-        "--recipient", str(keys / "unit" / "watchlist.pub"),
-        "--out", str(out), "--no-progress",
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count(" ok") == sum(len(f) for f in REFERENCE_PHOTOS.values())
-    return out
 
 
 def test_key_files_are_private_and_never_overwritten(keys: Path) -> None:

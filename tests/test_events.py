@@ -44,19 +44,31 @@ WAIT = 60.0
 class Unit:
     """A unit's keys, TLS identity and configuration file in a folder."""
 
-    def __init__(self, root: Path, broker: LocalBroker, device_id: str, crop: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        broker: LocalBroker,
+        device_id: str,
+        crop: bool = False,
+        keys: Path | None = None,
+        status_interval_s: float = 3600,
+    ) -> None:
+        """``keys``: an existing folder of the unit's keys (default: new keys in its folder)."""
         self.device_id = device_id
-        self.dir = root / device_id
-        generate_role("device", self.dir)
-        (self.dir / "state").mkdir()
+        self.dir = keys or root / device_id
+        if keys is None:
+            generate_role("device", self.dir)
+        self.state = root / device_id / "state"
+        self.state.mkdir(parents=True)
         self.creds = creds = broker.issue_client(device_id)
         crop_line = f'crop_key = "{root / "control-room" / "crop.pub"}"\n' if crop else ""
-        self.config = self.dir / "unit.toml"
+        self.config = root / device_id / "unit.toml"
         self.config.write_text(
-            f'[device]\nid = "{device_id}"\nsigning_key = "signing.key"\nstate_dir = "state"\n'
+            f'[device]\nid = "{device_id}"\nsigning_key = "{self.dir / "signing.key"}"\n'
+            f'state_dir = "{self.state}"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nca_cert = "{creds.ca_cert}"\n'
             f'cert = "{creds.cert}"\nkey = "{creds.key}"\n'
-            f"[events]\nstatus_interval_s = 3600\n{crop_line}"
+            f"[events]\nstatus_interval_s = {status_interval_s}\n{crop_line}"
         )
 
     def service(self) -> EventService:

@@ -26,6 +26,7 @@ from edgewatch.events.emitter import EventService
 from edgewatch.matching.enrol import ReferencePhoto, build_gallery, parse_enrol_option
 from edgewatch.pipeline import MatchReport
 from edgewatch.progress import ProgressLine
+from edgewatch.security.process import protect_process
 from edgewatch.watchlist.active import ActiveWatchlist, WatchlistChange
 from edgewatch.watchlist.device import WatchlistRefusedError, read_watchlist
 
@@ -168,6 +169,7 @@ def _camera_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    protect_process()  # face data is handled below: no core dumps, no ptrace
     config = parse_config(
         {
             "camera": _camera_config(args),

@@ -26,6 +26,7 @@ from edgewatch.security.keys import (
     load_signing_key,
     load_verify_key,
 )
+from edgewatch.security.process import protect_process
 from edgewatch.watchlist.format import (
     Container,
     HeaderFields,
@@ -146,6 +147,7 @@ def _report(outcome: RowOutcome) -> str:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    protect_process()  # face data is handled below: no core dumps, no ptrace
     deployment = load_deployment(args.deployment)
     rows = read_entries(args.entries, args.photos)
     issuer_key = load_signing_key(
@@ -244,6 +246,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    protect_process()  # face data is handled below: no core dumps, no ptrace
     container = _parsed(args.file)
     header = container.header
     issuer = load_verify_key(args.issuer_key, "issuer key")

@@ -136,9 +136,8 @@ class EventEmitter:
             totals = self.tally.current(counters)
         elif change.state in ("expired", "ended"):
             totals = self.tally.end(counters)
-        return self._audit(
-            f"watchlist_{change.state}", change.detail, counters, change.deployment_id, totals
-        )
+        action = "watchlist_accepted" if change.state == "active" else f"watchlist_{change.state}"
+        return self._audit(action, change.detail, counters, change.deployment_id, totals)
 
     def _audit(
         self,

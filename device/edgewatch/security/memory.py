@@ -10,7 +10,7 @@ The firmware also turns swap and core dumps off; this is the second layer.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import mmap
 from typing import Any
@@ -19,14 +19,12 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_libc: Any = None
 
-
-def _c_library() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    return _libc
+@functools.cache
+def c_library() -> Any:
+    """The C library, through the running program's own symbols (``find_library``
+    would start ``ldconfig`` in a subprocess to look for it)."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 class LockedBuffer:
@@ -40,7 +38,7 @@ class LockedBuffer:
             self._map.madvise(mmap.MADV_DONTDUMP)
             self.dump_excluded = True
         self._address = np.frombuffer(self._map, np.uint8).ctypes.data
-        self.locked = _c_library().mlock(ctypes.c_void_p(self._address), self.size) == 0
+        self.locked = c_library().mlock(ctypes.c_void_p(self._address), self.size) == 0
         if not self.locked:
             log.info(
                 "could not lock %d bytes of template memory out of swap (RLIMIT_MEMLOCK); "
@@ -62,7 +60,7 @@ class LockedBuffer:
             return
         self.wipe()
         if self.locked:
-            _c_library().munlock(ctypes.c_void_p(self._address), self.size)
+            c_library().munlock(ctypes.c_void_p(self._address), self.size)
         try:
             self._map.close()
         except BufferError:
