@@ -136,6 +136,18 @@ def test_failing_body_builder_stores_nothing_and_uses_no_sequence(outbox: Outbox
     assert sequences(outbox.pending()) == [1, 2]
 
 
+def test_a_delivered_alert_leaves_no_trace_in_the_file(db: Path) -> None:
+    """secure_delete: an acknowledged alert's bytes are zeroed on the card, not left
+    in a free page (or in the write-ahead log once checkpointed)."""
+    marker = b"Subject-Reference-7f3a9c"
+    with Outbox(db) as outbox:
+        delivered = outbox.append("alert", ALERTS, lambda sequence: marker + b" %d" % sequence)
+        outbox.append("alert", ALERTS, numbered)
+        outbox.acknowledge(delivered.id)
+    files = [db, db.with_name(db.name + "-wal")]
+    assert not any(marker in path.read_bytes() for path in files if path.exists())
+
+
 def test_invalid_arguments_are_refused(outbox: Outbox) -> None:
     with pytest.raises(ValueError, match="unknown event kind"):
         outbox.append("match", ALERTS, numbered)  # type: ignore[arg-type]
