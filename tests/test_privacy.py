@@ -289,3 +289,17 @@ def test_deployment_totals_carry_over_restarts_and_close_at_the_end(tmp_path: Pa
     stored = json.loads((tmp_path / "deployment-counters.json").read_text())
     assert stored == {"dep-1": final}
     assert set(final) == {"frames", "faces_seen", "faces_discarded", "faces_rejected", "matches"}
+
+
+def test_damaged_deployment_totals_are_set_aside_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "deployment-counters.json").write_text('{"dep-1": [1, 2')
+    tally = DeploymentTally(tmp_path)
+    tally.begin("dep-1", Counters())
+    assert tally.current(Counters(frames=3)) == dict.fromkeys(
+        ["frames", "faces_seen", "faces_discarded", "faces_rejected", "matches"], 0
+    ) | {"frames": 3}
+    (aside,) = tmp_path.glob("deployment-counters.json.damaged-*")
+    assert aside.read_text() == '{"dep-1": [1, 2'
+    assert "damaged" in caplog.text

@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
-from edgewatch.errors import ConfigError, InputError
+from edgewatch.errors import ConfigError
 from edgewatch.fileio import PRIVATE, read_bytes, write_atomic
 from edgewatch.pipeline import Counters
 
@@ -40,6 +41,8 @@ class DeploymentTally:
         self._baseline = Counters()
 
     def _load(self) -> dict[str, dict[str, int]]:
+        """The stored totals. A damaged file is set aside (never deleted), logged, and
+        counting starts again: the unit keeps watching rather than refuse to start."""
         if self.path is None or not self.path.exists():
             return {}
         try:
@@ -49,7 +52,15 @@ class DeploymentTally:
                 for deployment, counts in raw.items()
             }
         except (ValueError, AttributeError, TypeError) as exc:
-            raise InputError(f"deployment counters {self.path}: not valid ({exc})") from None
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+            self.path.replace(aside)
+            log.error(
+                "deployment counters %s are damaged (%s): kept as %s, counting starts again",
+                self.path,
+                exc,
+                aside.name,
+            )
+            return {}
 
     def begin(self, deployment_id: str, counters: Counters) -> None:
         """Start counting for ``deployment_id`` from the run's ``counters`` as they are now."""
