@@ -77,7 +77,7 @@ class Record:
     recording: bool = False
     writes: set[str] = field(default_factory=set)
     connects: list[str] = field(default_factory=list)
-    listens: list[str] = field(default_factory=list)
+    binds: list[str] = field(default_factory=list)
     subprocesses: list[str] = field(default_factory=list)
     sent: dict[int, bytearray] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
@@ -90,7 +90,6 @@ class FaceData:
     """Copies of one face's data, made by the probes (test-only memory)."""
 
     embedding: np.ndarray | None
-    chip: np.ndarray | None
     pixels: bytes
     box: tuple[float, float, float, float]
     matched: bool = False
@@ -140,7 +139,7 @@ def audit_hook(event: str, args: tuple[Any, ...]) -> None:
     elif event == "socket.connect":
         RECORD.connects.append(repr(args[1]))
     elif event == "socket.bind":
-        RECORD.listens.append(repr(args[1]))
+        RECORD.binds.append(repr(args[1]))
     elif event in ("socket.sendto", "socket.sendmsg"):
         RECORD.connects.append(f"{event} {args[1]!r}")
     elif event in SUBPROCESS_EVENTS:
@@ -221,9 +220,7 @@ def _wrap_encoder(plant_leak: bool) -> None:
 
     def probing_encode(self: FaceEncoder, image: ImageArray, clock: Any = None) -> EncodedFaces:
         original = image.copy()
-        chips_before = len(PROBES.chips)
         encoded = encode(self, image, clock)
-        chips = PROBES.chips[chips_before:]  # in slot order: the order of encoded.embedded
         # The landmarker refines a detection into a new object with the same box.
         embedded = {d.box: i for i, d in enumerate(encoded.embedded)}
         for detection in encoded.detected:
@@ -231,7 +228,6 @@ def _wrap_encoder(plant_leak: bool) -> None:
             PROBES.faces.append(
                 FaceData(
                     embedding=None if index is None else encoded.embeddings[index].copy(),
-                    chip=chips[index] if index is not None and index < len(chips) else None,
                     pixels=_face_pixels(original, detection),
                     box=detection.box,
                 )
@@ -403,7 +399,7 @@ def run(report_path: Path, plant_leak: bool, argv: list[str]) -> int:
         "exit_code": exit_code,
         "writes": sorted(RECORD.writes),
         "connects": RECORD.connects,
-        "binds": RECORD.listens,
+        "binds": RECORD.binds,
         "subprocesses": RECORD.subprocesses,
         "sent_bytes": sum(len(data) for data in RECORD.sent.values()),
         "log_records": len(RECORD.log_lines),
@@ -433,4 +429,3 @@ def parse(argv: list[str]) -> tuple[Path, bool, list[str]]:
 
 if __name__ == "__main__":
     sys.exit(run(*parse(sys.argv[1:])))
-

@@ -482,6 +482,8 @@ class BlazeFaceDetector:
         self._anchors = ssd_anchors(params)
         self._interpreter = make_interpreter(model_path, num_threads=options.num_threads)
         self._input_index, self._boxes_index, self._scores_index = self._bind_tensors()
+        self._frame_tensors = (self._input_index, self._boxes_index, self._scores_index)
+        """The tensors that hold a frame's pixels or its faces' geometry after a run."""
         size = params.input_size
         self._pixels: ImageArray = np.zeros((size, size, 3), np.uint8)
         self._regions: dict[tuple[int, int], list[Region]] = {}
@@ -604,10 +606,7 @@ class BlazeFaceDetector:
 
     def scratch_buffers(self) -> list[npt.NDArray[Any]]:
         """The letterboxed pixels and copies of the interpreter's input and output tensors."""
-        return [self._pixels] + [
-            self._interpreter.get_tensor(index)
-            for index in (self._input_index, self._boxes_index, self._scores_index)
-        ]
+        return [self._pixels] + [self._interpreter.get_tensor(i) for i in self._frame_tensors]
 
     def _scrub(self) -> None:
         """Overwrite the frame-derived data this detector holds: input pixels and raw outputs.
@@ -616,7 +615,7 @@ class BlazeFaceDetector:
         Python; they are overwritten by the next frame, not wiped.
         """
         self._pixels.fill(0)
-        for index in (self._input_index, self._boxes_index, self._scores_index):
+        for index in self._frame_tensors:
             tensor = self._interpreter.tensor(index)()
             tensor.fill(0.0)
             del tensor  # the interpreter refuses to run while a view of its memory exists

@@ -157,6 +157,8 @@ class FaceMeshLandmarker:
                 self._presence_index = int(output["index"])
         if self._landmarks_index < 0 or self._presence_index < 0:
             raise ModelError(f"{model_path}: outputs are not FaceMesh's (468x3 landmarks, 1 score)")
+        self._face_tensors = (self._input_index, self._landmarks_index, self._presence_index)
+        """The tensors that hold a face's pixels or landmarks after a run."""
         self._crop = np.zeros((size, size, 3), np.uint8)
 
     @classmethod
@@ -218,14 +220,11 @@ class FaceMeshLandmarker:
 
     def scratch_buffers(self) -> list[npt.NDArray[Any]]:
         """The face crop and copies of the interpreter's input and output tensors."""
-        return [self._crop] + [
-            self._interpreter.get_tensor(index)
-            for index in (self._input_index, self._landmarks_index, self._presence_index)
-        ]
+        return [self._crop] + [self._interpreter.get_tensor(i) for i in self._face_tensors]
 
     def _scrub(self) -> None:
         self._crop.fill(0)
-        for index in (self._input_index, self._landmarks_index, self._presence_index):
+        for index in self._face_tensors:
             tensor = self._interpreter.tensor(index)()
             tensor.fill(0.0)
             del tensor
