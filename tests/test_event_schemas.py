@@ -42,7 +42,7 @@ from edgewatch.events.payloads import (
     status_body,
     timestamp,
 )
-from edgewatch.pipeline import Counters
+from edgewatch.pipeline import Counters, TrackSummary
 from edgewatch.security.jws import Signer, VerificationError, verify
 from edgewatch.security.keys import b64url, b64url_decode
 from edgewatch.transport.topics import EVENT_KINDS, event_topic
@@ -55,6 +55,13 @@ SCHEMA_FILE = {ALERT: "alert.v1.json", STATUS: "status.v1.json", AUDIT: "audit.v
 KIND = {ALERT: "alert", STATUS: "status", AUDIT: "audit"}
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8 + b"\xff\xd9"
 WATCHLIST_MODEL = "dlib-resnet-v1"
+TRACK = TrackSummary(
+    track_id=1795000000000017,
+    first_seen=1795000000.25,
+    frames=9,
+    matching_frames=3,
+    best_score=0.7123,
+)
 
 
 # ------------------------------------------------------------------ helpers
@@ -184,7 +191,7 @@ def make_alert(
         "threshold": 0.6,
         "margin": 0.05,
         "model_id": WATCHLIST_MODEL,
-        "track_id": None if adhoc else 17,
+        "track": None if adhoc else TRACK,
         "box": (412, 188, 471, 262),
         "crop": None if crop_key is None else seal_crop(JPEG, event_id, crop_key.public_key()),
     }

@@ -158,7 +158,7 @@ def signed_alert(key: Ed25519PrivateKey, device_id: str, sequence: int, **change
         threshold=0.926,
         margin=0.012,
         model_id="dlib-resnet-v1",
-        track_id=None,
+        track=None,
         box=(1, 2, 3, 4),
         crop=None,
     )
@@ -301,11 +301,11 @@ def test_shared_subscription_splits_the_load(broker_factory: object, room_dir: P
     for index in range(40):
         service.emitter.alert(report(index))
     service.stop(Counters(), 0.0)
-    assert wait_for(lambda: len([s for s in seen['reader-1'] + seen['reader-2'] if s]) >= 40, WAIT)
+    assert wait_for(lambda: len([s for s in seen["reader-1"] + seen["reader-2"] if s]) >= 40, WAIT)
     for subscriber in subscribers:
         subscriber.stop()
     assert seen["reader-1"] and seen["reader-2"], "both instances take a share"
-    alerts = [s for s in seen['reader-1'] + seen['reader-2'] if s]
+    alerts = [s for s in seen["reader-1"] + seen["reader-2"] if s]
     assert len(alerts) == len(set(alerts))
 
 
@@ -360,7 +360,8 @@ def test_a_full_disk_is_logged_and_counted_not_fatal(
     stored = sum(service.emitter.alert(report(index)) for index in range(3, 400))
     assert stored < 397 and service.emitter.unstored == 397 - stored
     assert "could not queue an event (alert" in caplog.text and "full" in caplog.text
-    assert service.emitter.status_body("online", Counters(), 0.0)["outbox"][
-        "alerts_refused"
-    ] == service.emitter.unstored
+    assert (
+        service.emitter.status_body("online", Counters(), 0.0)["outbox"]["alerts_refused"]
+        == service.emitter.unstored
+    )
     service.outbox.close()

@@ -15,6 +15,7 @@ from edgewatch.matching.enrol import ReferencePhoto, build_gallery
 from edgewatch.matching.gallery import Gallery, Subject
 from edgewatch.matching.matcher import Matcher, MatchPolicy
 from edgewatch.pipeline import Pipeline
+from edgewatch.tracking import TrackingPolicy
 from edgewatch.vision.detect import FaceDetector
 from edgewatch.vision.embed import Embedder
 from edgewatch.vision.encoder import FaceEncoder
@@ -48,7 +49,7 @@ def pipeline_for(
 ) -> Pipeline:
     policy = MatchPolicy(threshold=embedder.spec.threshold, margin=embedder.spec.margin)
     encoder = FaceEncoder(detector, embedder, landmarker, max_faces)
-    return Pipeline(encoder, Matcher(gallery, policy))
+    return Pipeline(encoder, Matcher(gallery, policy), tracking=TrackingPolicy.stills())
 
 
 def test_enrolled_person_matches_in_another_photo(

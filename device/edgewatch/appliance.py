@@ -21,6 +21,7 @@ from edgewatch.pipeline import Counters, MatchReport, Pipeline
 from edgewatch.progress import ProgressLine
 from edgewatch.security.keys import key_id, load_sealing_key, load_verify_key
 from edgewatch.timing import StageClock
+from edgewatch.tracking import TrackingPolicy
 from edgewatch.vision.detect import create_detector
 from edgewatch.vision.embed import Embedder, create_embedder
 from edgewatch.vision.encoder import FaceEncoder
@@ -37,9 +38,10 @@ class VisionParts:
     manifest: ModelManifest
     encoder: FaceEncoder
     policy: MatchPolicy
+    tracking: TrackingPolicy
 
     def with_policy(self, policy: MatchPolicy) -> VisionParts:
-        return VisionParts(self.manifest, self.encoder, policy)
+        return VisionParts(self.manifest, self.encoder, policy, self.tracking)
 
 
 def load_manifest(config: VisionConfig) -> ModelManifest:
@@ -77,12 +79,12 @@ def load_vision(config: VisionConfig) -> VisionParts:
         max_faces=config.quality.max_faces_per_frame,
         min_face_px=config.quality.min_face_px,
     )
-    return VisionParts(manifest, encoder, resolve_policy(config, embedder))
+    return VisionParts(manifest, encoder, resolve_policy(config, embedder), config.tracking)
 
 
 def build_pipeline(parts: VisionParts, gallery: Gallery, crop_matches: bool = False) -> Pipeline:
     """The pipeline matching against ``gallery`` with the configured policy."""
-    return Pipeline(parts.encoder, Matcher(gallery, parts.policy), crop_matches)
+    return Pipeline(parts.encoder, Matcher(gallery, parts.policy), crop_matches, parts.tracking)
 
 
 @dataclass(frozen=True, slots=True)

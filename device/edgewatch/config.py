@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from edgewatch.camera.registry import CameraConfig
 from edgewatch.errors import ConfigError
 from edgewatch.fileio import read_toml
+from edgewatch.tracking import TrackingPolicy
 from edgewatch.validation import validated
 
 DEFAULT_DETECTOR = "blazeface-full-range"
@@ -99,6 +100,10 @@ class VisionConfig(BaseModel):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    tracking: TrackingPolicy = Field(
+        default_factory=TrackingPolicy,
+        description="Linking faces across frames; frames that must agree before an alert.",
+    )
     model_manifests: list[Path] = Field(
         default_factory=list,
         description="Extra model manifests layered on the shipped one (e.g. research models).",

@@ -28,8 +28,24 @@ from edgewatch.camera.base import Frame
 from edgewatch.errors import ConfigError, EdgewatchError, FrameError
 from edgewatch.matching.matcher import Match, Matcher
 from edgewatch.timing import StageClock
+from edgewatch.tracking import Track, Tracker, TrackingPolicy
 from edgewatch.vision.encoder import EncodedFaces, FaceEncoder
 from edgewatch.vision.types import Detection
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSummary:
+    """The appearance an alert belongs to, as of the frame that confirmed it."""
+
+    track_id: int
+    first_seen: float
+    """Capture time (Unix) of the track's first frame."""
+    frames: int
+    """Frames the face has been seen in so far."""
+    matching_frames: int
+    """Of those, frames in which it matched the alerted subject."""
+    best_score: float
+    """Best cosine score against the subject over the track."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +63,7 @@ class MatchReport:
     box: tuple[int, int, int, int]
     """x0, y0, x1, y1 in frame pixels, rounded."""
     model_id: str
+    track: TrackSummary | None = None
     crop: bytes | None = field(default=None, repr=False)
     """JPEG of the matched face, only when the unit seals crops to the control room."""
 
@@ -62,13 +79,20 @@ class Counters:
     faces_rejected: int = 0
     """Of the discarded faces, those refused before embedding (quality gate, frame cap)."""
     matches: int = 0
+    """Faces that matched a subject in their frame (alerts are fewer: one per track)."""
 
 
 class Pipeline:
-    """Runs one frame at a time through the face encoder and the matcher."""
+    """Runs one frame at a time through the face encoder, the matcher and the tracker."""
 
-    def __init__(self, encoder: FaceEncoder, matcher: Matcher, crop_matches: bool = False) -> None:
-        """``crop_matches``: attach a JPEG of each *matched* face (never of anyone else)."""
+    def __init__(
+        self,
+        encoder: FaceEncoder,
+        matcher: Matcher,
+        crop_matches: bool = False,
+        tracking: TrackingPolicy | None = None,
+    ) -> None:
+        """``crop_matches``: attach a JPEG of each *alerted* face (never of anyone else)."""
         model_id = encoder.embedder.spec.model_id
         if matcher.gallery.model_id != model_id:
             raise ConfigError(
@@ -80,12 +104,16 @@ class Pipeline:
         self.crop_matches = crop_matches
         self.counters = Counters()
         self.clock = StageClock()
+        self.tracker = Tracker(tracking)
 
     def process(self, frame: Frame) -> list[MatchReport]:
-        """Decisions for one frame; the frame's pixels are overwritten before returning.
+        """Alerts confirmed by this frame; its pixels are overwritten before returning.
 
-        With an empty gallery (no watch-list, or one that expired or was
-        ended) nobody can match, so no face is even looked for.
+        Every face is linked to its track; a face that matches a subject adds
+        to its track's evidence, and the track is alerted (once per subject)
+        when enough of its frames agree. With an empty gallery (no watch-list,
+        or one that expired or was ended) nobody can match, so no face is
+        even looked for.
         """
         if len(self.matcher.gallery) == 0:
             frame.image.fill(0)
@@ -93,12 +121,13 @@ class Pipeline:
             return []
         encoded = EncodedFaces()
         reports: list[MatchReport] = []
+        matches: list[Match] = []
         failure: EdgewatchError | None = None
         try:
             encoded = self.encoder.encode(frame.image, self.clock)
             with self.clock.measure("match"):
                 matches = self.matcher.decide(encoded.embeddings)
-            reports = [self._report(frame, encoded.embedded[m.face_index], m) for m in matches]
+                reports = self._alerts(frame, encoded, matches)
         except Exception as exc:  # every error is made face-free, then re-raised
             failure = _face_free(exc, frame.index)
         finally:
@@ -112,8 +141,8 @@ class Pipeline:
         self.counters.frames += 1
         self.counters.faces_seen += seen
         self.counters.faces_rejected += seen - embedded
-        self.counters.matches += len(reports)
-        self.counters.faces_discarded += seen - len(reports)
+        self.counters.matches += len(matches)
+        self.counters.faces_discarded += seen - len(matches)
         return reports
 
     def scratch_buffers(self) -> list[npt.NDArray[Any]]:
@@ -121,7 +150,33 @@ class Pipeline:
         :meth:`process` returns or raises (checked by the privacy tests)."""
         return self.encoder.scratch_buffers()
 
-    def _report(self, frame: Frame, detection: Detection, match: Match) -> MatchReport:
+    def _alerts(
+        self, frame: Frame, encoded: EncodedFaces, matches: list[Match]
+    ) -> list[MatchReport]:
+        """Link the frame's faces to tracks, add its matches, and alert confirmed tracks."""
+        boxes = [d.box for d in encoded.detected]
+        track_of = dict(
+            zip(
+                boxes,
+                self.tracker.update(frame.stream_time, frame.capture_time, boxes),
+                strict=True,
+            )
+        )
+        reports = []
+        for match in matches:
+            detection = encoded.embedded[match.face_index]
+            track = track_of[detection.box]
+            subject = match.subject.reference
+            track.record_match(subject, match.score)
+            if subject not in track.alerted and track.confirmed(subject, self.tracker.policy):
+                track.alerted.add(subject)
+                reports.append(self._report(frame, detection, match, track))
+        return reports
+
+    def _report(
+        self, frame: Frame, detection: Detection, match: Match, track: Track
+    ) -> MatchReport:
+        evidence = track.evidence[match.subject.reference]
         x0, y0, x1, y1 = (round(v) for v in detection.box)
         return MatchReport(
             subject=match.subject.reference,
@@ -134,6 +189,13 @@ class Pipeline:
             capture_time=frame.capture_time,
             box=(x0, y0, x1, y1),
             model_id=self.encoder.embedder.spec.model_id,
+            track=TrackSummary(
+                track_id=track.track_id,
+                first_seen=track.first_capture_time,
+                frames=track.frames,
+                matching_frames=evidence.frames,
+                best_score=round(evidence.best_score, 4),
+            ),
             crop=_crop_jpeg(frame, detection) if self.crop_matches else None,
         )
 

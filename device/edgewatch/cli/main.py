@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from edgewatch import __version__
-from edgewatch.cli import demo, keys, registry, simulate, subscribe, watchlist
+from edgewatch.cli import demo, evaluate, keys, registry, simulate, subscribe, watchlist
 from edgewatch.errors import EdgewatchError
 
-SUBCOMMANDS = (simulate, subscribe, watchlist, keys, registry, demo)
+SUBCOMMANDS = (simulate, subscribe, watchlist, keys, registry, demo, evaluate)
 
 DESCRIPTION = """\
 edgewatch: a privacy-preserving edge camera appliance.

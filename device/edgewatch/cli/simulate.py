@@ -27,6 +27,7 @@ from edgewatch.matching.enrol import ReferencePhoto, build_gallery, parse_enrol_
 from edgewatch.pipeline import MatchReport
 from edgewatch.progress import ProgressLine
 from edgewatch.security.process import protect_process
+from edgewatch.tracking import TrackingPolicy
 from edgewatch.watchlist.active import ActiveWatchlist, WatchlistChange
 from edgewatch.watchlist.device import WatchlistRefusedError, read_watchlist
 
@@ -127,6 +128,14 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--margin", type=float, help="minimum lead over the runner-up (default: the model's)"
     )
+    parser.add_argument(
+        "--confirm-frames",
+        type=int,
+        default=2,
+        metavar="N",
+        help="frames of one tracked face that must match the same subject before its one "
+        "alert (default 2; with --images every image is judged alone and alerts at once)",
+    )
     add_model_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.set_defaults(handler=run)
@@ -168,12 +177,20 @@ def _camera_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _tracking_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Still photos are unrelated scenes: no linking, one alert per matching face."""
+    if args.images is not None:
+        return TrackingPolicy.stills().model_dump()
+    return {"confirm_frames": args.confirm_frames}
+
+
 def run(args: argparse.Namespace) -> int:
     protect_process()  # face data is handled below: no core dumps, no ptrace
     config = parse_config(
         {
             "camera": _camera_config(args),
             "matching": {"threshold": args.threshold, "margin": args.margin},
+            "tracking": _tracking_config(args),
             **model_config(args),
         },
         "command line",
@@ -238,9 +255,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with create_camera(config.camera) as camera:
             progress = ProgressLine("frames", camera.frame_count, enabled=not args.no_progress)
-            summary = run_camera(
-                camera, pipeline, on_match, args.max_frames, progress, on_frame
-            )
+            summary = run_camera(camera, pipeline, on_match, args.max_frames, progress, on_frame)
     finally:
         if events is not None:
             events.emitter.audit("stopped", "simulation ended", pipeline.counters)

@@ -110,7 +110,7 @@ class EventEmitter:
                 threshold=report.threshold,
                 margin=report.margin,
                 model_id=report.model_id,
-                track_id=None,
+                track=report.track,
                 box=report.box,
                 crop=crop,
             ),

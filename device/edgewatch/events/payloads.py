@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from edgewatch.pipeline import TrackSummary
 from edgewatch.security.keys import b64url, b64url_decode, key_id
 from edgewatch.watchlist.format import HPKE_SUITE
 
@@ -99,7 +100,7 @@ def alert_body(
     threshold: float,
     margin: float,
     model_id: str,
-    track_id: int | None,
+    track: TrackSummary | None,
     box: tuple[int, int, int, int],
     crop: dict[str, str] | None,
 ) -> dict[str, Any]:
@@ -116,9 +117,16 @@ def alert_body(
         "threshold": float(threshold),
         "margin": float(margin),
         "model_id": model_id,
-        "track_id": track_id,
+        "track_id": None if track is None else track.track_id,
         "box": list(box),
     }
+    if track is not None:
+        body["track"] = {
+            "first_seen": timestamp(track.first_seen),
+            "frames": track.frames,
+            "matching_frames": track.matching_frames,
+            "best_score": round(float(track.best_score), 4),
+        }
     if crop is not None:
         body["crop"] = crop
     return body

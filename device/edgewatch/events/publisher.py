@@ -41,7 +41,6 @@ from edgewatch.transport.topics import event_topic
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     host: str
@@ -137,14 +136,10 @@ class Publisher:
         )
         client.max_inflight_messages_set(self.settings.window)
 
-        def on_connect(
-            _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
-        ) -> None:
+        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
             state["connack"] = reason
 
-        def on_disconnect(
-            _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
-        ) -> None:
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
             state["disconnected"] = reason
 
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:

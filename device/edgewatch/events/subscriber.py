@@ -240,8 +240,7 @@ class Subscriber:
             )
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS handshake failed
             raise EdgewatchError(
-                f"cannot connect to the broker at {self.settings.host}:{self.settings.port}: "
-                f"{exc}"
+                f"cannot connect to the broker at {self.settings.host}:{self.settings.port}: {exc}"
             ) from None
         self.client.loop_start()
         if not self.subscribed.wait(timeout_s):

@@ -82,13 +82,7 @@ class FaceEncoder:
         clock = clock or StageClock()
         encoded = EncodedFaces()
         try:
-            with clock.measure("detect"):
-                encoded.detected = self.detector.detect(image)
-            with clock.measure("landmarks"):
-                large_enough = [
-                    d for d in encoded.detected[: self.max_faces] if d.width >= self.min_face_px
-                ]
-                candidates = self._gate(image, large_enough)
+            encoded.detected, candidates = self.find(image, clock)
             with clock.measure("align"):
                 encoded.embedded = self._align(image, candidates)
             with clock.measure("embed"):
@@ -96,6 +90,29 @@ class FaceEncoder:
         finally:
             self.scrub()
         return encoded
+
+    def find(
+        self, image: ImageArray, clock: StageClock | None = None
+    ) -> tuple[list[Detection], list[Detection]]:
+        """All detected faces, and those that pass the size and landmark gates.
+
+        The second list holds new detections with refined keypoints, in the
+        detector's order; the caller overwrites both lists' keypoints.
+        """
+        clock = clock or StageClock()
+        with clock.measure("detect"):
+            detected = self.detector.detect(image)
+        try:
+            with clock.measure("landmarks"):
+                large_enough = [
+                    d for d in detected[: self.max_faces] if d.width >= self.min_face_px
+                ]
+                candidates = self._gate(image, large_enough)
+        except BaseException:
+            for detection in detected:
+                detection.keypoints.fill(0.0)
+            raise
+        return detected, candidates
 
     def scrub(self) -> None:
         """Overwrite every chip slot."""
