@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgewatch.accuracy.calibration import check_threshold
 from edgewatch.camera.base import Camera
 from edgewatch.config import VisionConfig
 from edgewatch.errors import ConfigError
@@ -52,14 +53,24 @@ def load_manifest(config: VisionConfig) -> ModelManifest:
     return manifest
 
 
-def resolve_policy(config: VisionConfig, embedder: Embedder) -> MatchPolicy:
-    """Threshold and margin: configured values, else the embedder model's defaults."""
+def resolve_policy(
+    config: VisionConfig, embedder: Embedder, manifest: ModelManifest
+) -> MatchPolicy:
+    """Threshold and margin: configured values, else the embedder model's defaults.
+
+    A threshold below the model's calibrated floor is refused: there even a
+    one-person list would exceed the product's false-alert limit.
+    """
     threshold = config.matching.threshold
     margin = config.matching.margin
-    return MatchPolicy(
+    policy = MatchPolicy(
         threshold=embedder.spec.threshold if threshold is None else threshold,
         margin=embedder.spec.margin if margin is None else margin,
     )
+    calibration = manifest.entry(embedder.spec.model_id).calibration
+    if calibration is not None:
+        check_threshold(embedder.spec.model_id, calibration, policy.threshold)
+    return policy
 
 
 def load_vision(config: VisionConfig) -> VisionParts:
@@ -78,8 +89,11 @@ def load_vision(config: VisionConfig) -> VisionParts:
         landmarker,
         max_faces=config.quality.max_faces_per_frame,
         min_face_px=config.quality.min_face_px,
+        quality=config.quality.rules(),
     )
-    return VisionParts(manifest, encoder, resolve_policy(config, embedder), config.tracking)
+    return VisionParts(
+        manifest, encoder, resolve_policy(config, embedder, manifest), config.tracking
+    )
 
 
 def build_pipeline(parts: VisionParts, gallery: Gallery, crop_matches: bool = False) -> Pipeline:
@@ -181,4 +195,5 @@ def device_trust(
         device_key=load_sealing_key(device_key, "device key"),
         model=embedder_model_ref(parts),
         accepted=AcceptedVersions(state),
+        manifest=parts.manifest,
     )

@@ -17,6 +17,7 @@ from edgewatch.errors import ConfigError
 from edgewatch.fileio import read_toml
 from edgewatch.tracking import TrackingPolicy
 from edgewatch.validation import validated
+from edgewatch.vision.quality import QualityRules
 
 DEFAULT_DETECTOR = "blazeface-full-range"
 DEFAULT_EMBEDDER = "dlib-resnet-v1"
@@ -66,6 +67,32 @@ class QualityConfig(BaseModel):
     max_faces_per_frame: int = Field(
         default=16, ge=1, le=256, description="Faces beyond this many in a frame are refused."
     )
+    min_eye_distance_px: float = Field(
+        default=15.0,
+        ge=0.0,
+        description="Minimum distance between the eyes in pixels, measured on the refined "
+        "landmarks (about 0.4 of the face's width: 15 px is a 40-pixel face).",
+    )
+    min_sharpness: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="Minimum variance of the Laplacian of the face at 112x112: lower is motion "
+        "blur or focus blur (sharp faces in the clips score 30-50; reference photos need 60).",
+    )
+    max_yaw_ratio: float = Field(
+        default=0.45,
+        ge=0.0,
+        description="Largest sideways turn: the nose's offset from the eyes' midpoint in eye "
+        "distances (0 frontal, about 0.5 at 45 degrees; reference photos allow 0.35).",
+    )
+
+    def rules(self) -> QualityRules:
+        """The gate the encoder applies to every face before embedding it."""
+        return QualityRules(
+            min_eye_distance_px=self.min_eye_distance_px,
+            min_sharpness=self.min_sharpness,
+            max_yaw_ratio=self.max_yaw_ratio,
+        )
 
 
 class EmbedderConfig(BaseModel):

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -265,10 +266,11 @@ def run(args: argparse.Namespace) -> int:
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_ms.items())
     print(
         f"summary: {c.frames} frames, {c.faces_seen} faces seen, {c.faces_discarded} discarded "
-        f"({c.faces_rejected} of them unusable, never embedded), {c.matches} matches, "
+        f"({c.faces_rejected} of them unusable, never embedded), {c.matches} matching faces "
+        f"in {pipeline.tracker.tracks_started} tracks, {sum(per_subject.values())} alerts, "
         f"{summary.fps:.1f} frames/s\n"
         f"median ms per frame: {stages}\n"
-        f"matches per subject: {dict(per_subject) or 'none'}\n"
+        f"alerts per subject: {dict(per_subject) or 'none'}\n"
         f"policy: {parts.encoder.embedder.spec.model_id} threshold {parts.policy.threshold} "
         f"margin {parts.policy.margin}",
         file=sys.stderr,
@@ -289,6 +291,7 @@ def _format_json(report: MatchReport) -> str:
             "capture_time": round(report.capture_time, 3),
             "box": list(report.box),
             "model_id": report.model_id,
+            "track": None if report.track is None else asdict(report.track),
         },
         sort_keys=True,
     )
@@ -299,4 +302,10 @@ def _format_text(report: MatchReport) -> str:
     return (
         f"{int(minutes):02d}:{seconds:06.3f}  frame {report.frame_index:>6}  "
         f"{report.subject:<24} score {report.score:.3f}  box {report.box}"
+        + (
+            ""
+            if report.track is None
+            else f"  track {report.track.track_id} ({report.track.matching_frames} of "
+            f"{report.track.frames} frames)"
+        )
     )

@@ -12,7 +12,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 
-from edgewatch.appliance import embedder_model_ref, load_vision, resolve_policy
+from edgewatch.accuracy.budget import check_watchlist, issuing_threshold
+from edgewatch.appliance import VisionParts, embedder_model_ref, load_vision
 from edgewatch.cli.keys import passphrase_from_env
 from edgewatch.cli.options import add_model_arguments, model_config
 from edgewatch.config import parse_vision_config
@@ -38,6 +39,7 @@ from edgewatch.watchlist.format import (
 )
 from edgewatch.watchlist.issue import (
     CSV_COLUMNS,
+    PolicyOverride,
     RowOutcome,
     issue_templates,
     load_deployment,
@@ -65,7 +67,11 @@ A subject may have several rows (several photos).
 
 The deployment TOML gives watchlist_id, version, a [deployment] table (id,
 purpose, location, authorised_by, not_before, expires, max_entries) and an
-optional [policy] (threshold, margin; default: the model's). See
+optional [policy]: threshold, margin and max_fpir, the authorised
+false-positive identification rate per face searched (default and most
+1e-3). Without a threshold, the model's default is raised as far as the
+list's size needs; a list too large for its model at its threshold is
+refused with the size or threshold that would fit. See
 deploy/watchlist-deployment.example.toml.
 """
 
@@ -146,6 +152,40 @@ def _report(outcome: RowOutcome) -> str:
     return f"line {row.line:>4}  {row.subject_ref:<24} {row.image.name:<28} {verdict}"
 
 
+def _budgeted_policy(requested: PolicyOverride, parts: VisionParts, templates: int) -> Policy:
+    """The list's policy: its threshold raised as far as its size needs, then budget-checked.
+
+    An issuer-set threshold is never raised silently: if it is too low for
+    the list's size, the list is refused with what would fit.
+    """
+    embedder = parts.encoder.embedder.spec
+    threshold = requested.threshold
+    if threshold is None:
+        threshold = issuing_threshold(
+            parts.manifest, embedder.model_id, templates, embedder.threshold, requested.max_fpir
+        )
+        if threshold > embedder.threshold:
+            print(
+                f"threshold {threshold} (the model's {embedder.threshold}, raised for "
+                f"{templates} templates to stay within FPIR {requested.max_fpir:g})",
+                file=sys.stderr,
+            )
+    predicted = check_watchlist(
+        parts.manifest, embedder.model_id, templates, threshold, requested.max_fpir
+    )
+    print(
+        f"predicted false-positive identification rate {predicted:.1e} per face "
+        f"(authorised {requested.max_fpir:g})",
+        file=sys.stderr,
+    )
+    return Policy(
+        threshold=threshold,
+        margin=parts.policy.margin,
+        max_fpir=requested.max_fpir,
+        predicted_fpir=float(f"{predicted:.3g}"),
+    )
+
+
 def run_build(args: argparse.Namespace) -> int:
     protect_process()  # face data is handled below: no core dumps, no ptrace
     deployment = load_deployment(args.deployment)
@@ -191,13 +231,12 @@ def run_build(args: argparse.Namespace) -> int:
             )
         if not issued.entries:
             raise InputError("no usable photo: nothing to put on the watch-list")
-        policy = resolve_policy(config, parts.encoder.embedder)
         fields = HeaderFields(
             watchlist_id=deployment.watchlist_id,
             version=deployment.version,
             deployment=deployment.deployment,
             model=embedder_model_ref(parts),
-            policy=Policy(threshold=policy.threshold, margin=policy.margin),
+            policy=_budgeted_policy(deployment.policy, parts, int(issued.templates.shape[0])),
         )
         data = seal(fields, issued.entries, issued.templates, recipients, issuer_key)
     finally:
@@ -237,7 +276,13 @@ def run_inspect(args: argparse.Namespace) -> int:
         f"entries        {header.entry_count} (max {d.max_entries}), "
         f"{header.template_count} templates of {header.dim} values",
         f"model          {header.model.id} sha256 {header.model.sha256}",
-        f"policy         threshold {header.policy.threshold} margin {header.policy.margin}",
+        f"policy         threshold {header.policy.threshold} margin {header.policy.margin}, "
+        f"authorised FPIR {header.policy.max_fpir:g}"
+        + (
+            ""
+            if header.policy.predicted_fpir is None
+            else f" (predicted {header.policy.predicted_fpir:.1e})"
+        ),
         f"recipients     {', '.join(r.kid for r in header.recipients)}",
         "signature      not checked (use 'edgewatch watchlist verify')",
     ]
@@ -266,8 +311,7 @@ def run_verify(args: argparse.Namespace) -> int:
             plaintext = open_body(container, device_key)
         except LookupError:
             raise InputError(
-                f"{args.file}: this unit (key {key_id(device_key.public_key())}) is not a "
-                "recipient"
+                f"{args.file}: this unit (key {key_id(device_key.public_key())}) is not a recipient"
             ) from None
         except (InvalidTag, WatchlistFormatError):
             raise InputError(f"{args.file}: the body does not decrypt for this unit") from None

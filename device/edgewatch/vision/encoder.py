@@ -23,6 +23,7 @@ from edgewatch.vision.align import align_face
 from edgewatch.vision.detect import FaceDetector
 from edgewatch.vision.embed import Embedder
 from edgewatch.vision.landmarks import Landmarker
+from edgewatch.vision.quality import QualityRules, measure
 from edgewatch.vision.types import Detection, FloatArray, ImageArray
 
 
@@ -61,8 +62,12 @@ class FaceEncoder:
         landmarker: Landmarker | None = None,
         max_faces: int = 16,
         min_face_px: float = 0.0,
+        quality: QualityRules | None = None,
     ) -> None:
+        """``quality``: size, sharpness and pose limits checked on the refined
+        keypoints before alignment (None: no such gate)."""
         self.detector = detector
+        self.quality = quality
         self.min_face_px = min_face_px
         self.landmarker = landmarker
         self.embedder = embedder
@@ -108,6 +113,8 @@ class FaceEncoder:
                     d for d in detected[: self.max_faces] if d.width >= self.min_face_px
                 ]
                 candidates = self._gate(image, large_enough)
+            if self.quality is not None:
+                candidates = self._quality_gate(image, candidates, self.quality)
         except BaseException:
             for detection in detected:
                 detection.keypoints.fill(0.0)
@@ -138,6 +145,20 @@ class FaceEncoder:
             if found.presence >= self.landmarker.min_presence:
                 kept.append(found.refine(detection))
             found.points.fill(0.0)
+        return kept
+
+    @staticmethod
+    def _quality_gate(
+        image: ImageArray, candidates: list[Detection], rules: QualityRules
+    ) -> list[Detection]:
+        """Faces too small, blurred or turned away to identify, dropped before embedding
+        (a poor face scores unpredictably: a source of false alerts, not of matches)."""
+        kept = []
+        for detection in candidates:
+            if rules.problems(measure(image, detection)):
+                detection.keypoints.fill(0.0)
+            else:
+                kept.append(detection)
         return kept
 
     def _align(self, image: ImageArray, candidates: list[Detection]) -> list[Detection]:

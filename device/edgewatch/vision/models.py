@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edgewatch.accuracy.calibration import Calibration
 from edgewatch.errors import ModelError
 from edgewatch.validation import validated
 
@@ -54,6 +55,10 @@ class ModelEntry(BaseModel):
     description: str = Field(default="", description="What it is, in one line.")
     params: dict[str, Any] = Field(
         default_factory=dict, description="Backend-specific settings, validated by the backend."
+    )
+    calibration: Calibration | None = Field(
+        default=None,
+        description="Embedders: impostor tail, threshold floor (from 'edgewatch calibrate').",
     )
 
     @model_validator(mode="after")

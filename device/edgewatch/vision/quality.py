@@ -1,7 +1,11 @@
-"""Measures of whether a face is good enough to become a template.
+"""Measures of whether a face is good enough to embed, or to become a template.
 
-A reference photo sets the template every later face is compared with, so
-the issuing tool is stricter than the camera: the face must be large enough
+Every camera face passes a gate before it is embedded (the limits in the
+configuration's ``[quality]`` section), because a tiny, blurred or turned
+face scores unpredictably: it is where false alerts come from. A reference
+photo sets the template every later face is compared with, so the issuing
+tool is stricter than the camera (the :class:`QualityRules` defaults): the
+face must be large enough
 (inter-eye distance), sharp (variance of the Laplacian on the face resized
 to a fixed size, so the figure does not depend on resolution) and close to
 frontal (the nose's offset from the eyes' midpoint along the eye line, as a
@@ -29,7 +33,8 @@ class FaceQuality:
 
 @dataclass(frozen=True, slots=True)
 class QualityRules:
-    """Limits for a reference photo (measured on the examples: docs/watchlist-format.md)."""
+    """Limits on a face. The defaults are a reference photo's (measured on the examples:
+    docs/watchlist-format.md); the camera's come from ``QualityConfig.rules()``."""
 
     min_eye_distance_px: float = 40.0
     min_sharpness: float = 60.0

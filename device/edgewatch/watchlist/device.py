@@ -31,10 +31,12 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from edgewatch.errors import ConfigError, EdgewatchError
+from edgewatch.accuracy.budget import check_watchlist
+from edgewatch.errors import ConfigError, EdgewatchError, ModelError
 from edgewatch.fileio import PRIVATE, read_bytes, write_atomic
 from edgewatch.matching.gallery import Gallery, Subject
 from edgewatch.security.keys import key_id
+from edgewatch.vision.models import ModelManifest
 from edgewatch.watchlist.format import (
     Container,
     Header,
@@ -54,6 +56,7 @@ RefusalReason = Literal[
     "not_yet_valid",
     "expired",
     "model_mismatch",
+    "accuracy_budget",
     "rollback",
     "undecryptable",
 ]
@@ -111,6 +114,8 @@ class DeviceTrust:
     model: ModelRef
     """The device's embedder: id and the sha256 of its model file."""
     accepted: AcceptedVersions
+    manifest: ModelManifest
+    """The device's model manifest: the embedder's calibration sets the accuracy budget."""
 
 
 @dataclass(slots=True)
@@ -174,6 +179,16 @@ def check_header(container: Container, trust: DeviceTrust, now: datetime) -> Hea
             f"runs {trust.model.id} ({trust.model.sha256[:12]}...); templates of different "
             "models cannot be compared",
         )
+    try:
+        check_watchlist(
+            trust.manifest,
+            header.model.id,
+            header.template_count,
+            header.policy.threshold,
+            header.policy.max_fpir,
+        )
+    except (ConfigError, ModelError) as exc:
+        raise WatchlistRefusedError("accuracy_budget", str(exc)) from None
     newest = trust.accepted.newest(deployment.id)
     if newest is not None and header.version < newest:
         raise WatchlistRefusedError(

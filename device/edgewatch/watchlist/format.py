@@ -48,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgewatch.accuracy.calibration import PRODUCT_MAX_FPIR
 from edgewatch.errors import ConfigError, EdgewatchError
 from edgewatch.security.keys import b64url, b64url_decode, key_id
 from edgewatch.transport.topics import IdentityField
@@ -117,6 +118,18 @@ class Policy(BaseModel):
 
     threshold: float = Field(gt=-1.0, lt=1.0)
     margin: float = Field(ge=0.0, lt=1.0)
+    max_fpir: float = Field(
+        default=PRODUCT_MAX_FPIR,
+        gt=0.0,
+        le=PRODUCT_MAX_FPIR,
+        description="Authorised false-positive identification rate per face searched.",
+    )
+    predicted_fpir: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="The issuer's prediction for this list at this threshold (calibration).",
+    )
 
 
 class Recipient(BaseModel):
@@ -223,7 +236,7 @@ def seal(
         "issuer_kid": key_id(issuer_key.public_key()),
         "deployment": fields.deployment.model_dump(mode="json"),
         "model": fields.model.model_dump(),
-        "policy": fields.policy.model_dump(),
+        "policy": fields.policy.model_dump(exclude_none=True),
         "entry_count": len(entries),
         "template_count": int(templates.shape[0]),
         "dim": int(templates.shape[1]),

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgewatch.accuracy.calibration import PRODUCT_MAX_FPIR
 from edgewatch.errors import ConfigError, InputError
 from edgewatch.fileio import read_toml
 from edgewatch.imaging import load_image
@@ -38,6 +39,12 @@ class PolicyOverride(BaseModel):
 
     threshold: float | None = Field(default=None, gt=-1.0, lt=1.0)
     margin: float | None = Field(default=None, ge=0.0, lt=1.0)
+    max_fpir: float = Field(
+        default=PRODUCT_MAX_FPIR,
+        gt=0.0,
+        le=PRODUCT_MAX_FPIR,
+        description="Authorised false-positive identification rate per face searched.",
+    )
 
 
 class DeploymentFile(BaseModel):
