@@ -95,7 +95,6 @@ def machine_description(mosquitto: Path) -> str:
     )
 
 
-
 class Recorder:
     """The control room's side: when each verified alert arrived, and what was rejected."""
 
@@ -299,9 +298,7 @@ def cell(values: list[float], digits: int = 0) -> str:
     return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def render(
-    machine: str, args: argparse.Namespace, bursts: list[Outcome], trickle: Outcome
-) -> str:
+def render(machine: str, args: argparse.Namespace, bursts: list[Outcome], trickle: Outcome) -> str:
     command = "python -m bench.events_speed " + " ".join(sys.argv[1:])
     lines = [
         "# Events: emitter to verified delivery",

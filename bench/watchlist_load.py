@@ -65,8 +65,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bench.machine import cpu_model
+from edgewatch.accuracy.budget import issuing_threshold
 from edgewatch.matching.gallery import Gallery, Subject
 from edgewatch.security.keys import key_id
+from edgewatch.vision.models import ModelManifest
 from edgewatch.watchlist.device import AcceptedVersions, DeviceTrust, check_header, load_watchlist
 from edgewatch.watchlist.format import (
     CATEGORIES,
@@ -82,15 +84,13 @@ from edgewatch.watchlist.format import (
 
 DIM = 128
 MODEL = ModelRef(id="dlib-resnet-v1", sha256="ab" * 32)
+MANIFEST = ModelManifest.default()
 SEARCH_REPEATS = 200
 
 
 def machine_description() -> str:
     """CPU model, cores, Python and numpy, for the header."""
-    return (
-        f"{cpu_model()}, numpy {np.__version__}; "
-        f"load average {os.getloadavg()[0]:.2f} at start"
-    )
+    return f"{cpu_model()}, numpy {np.__version__}; load average {os.getloadavg()[0]:.2f} at start"
 
 
 def synthetic(count: int, rng: np.random.Generator) -> tuple[list[Entry], np.ndarray]:
@@ -123,7 +123,10 @@ def header_fields(count: int, now: datetime) -> HeaderFields:
             max_entries=max(count, 1),
         ),
         model=MODEL,
-        policy=Policy(threshold=0.9, margin=0.01),
+        policy=Policy(
+            threshold=issuing_threshold(MANIFEST, MODEL.id, max(count, 1), 0.926, 1e-3),
+            margin=0.01,
+        ),
     )
 
 
@@ -134,6 +137,7 @@ def device_trust(issuer: Ed25519PublicKey, device: X25519PrivateKey) -> DeviceTr
         device_key=device,
         model=MODEL,
         accepted=AcceptedVersions(None),
+        manifest=MANIFEST,
     )
 
 
@@ -323,9 +327,7 @@ def render(machine: str, args: argparse.Namespace, results: dict[int, list[Run]]
         "",
         f"Command: `{command.strip()}`",
         "",
-        "| entries | file MiB | "
-        + " | ".join(heading for heading, *_ in COLUMNS)
-        + " | mlocked |",
+        "| entries | file MiB | " + " | ".join(heading for heading, *_ in COLUMNS) + " | mlocked |",
         "|---:|---:|" + "---:|" * len(COLUMNS) + "---|",
     ]
     for size, runs in results.items():

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from jsonschema import Draft202012Validator
 
 from edgewatch.events.payloads import (
+    ACCEPTED_OF_KIND,
     ALERT,
     AUDIT,
     AUDIT_ACTIONS,
@@ -51,7 +52,7 @@ from edgewatch.watchlist.device import RefusalReason, WatchlistRefusedError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCHEMA_DIR = DOCS / "schemas"
-SCHEMA_FILE = {ALERT: "alert.v1.json", STATUS: "status.v1.json", AUDIT: "audit.v1.json"}
+SCHEMA_FILE = {ALERT: "alert.v1.json", STATUS: "status.v2.json", AUDIT: "audit.v1.json"}
 KIND = {ALERT: "alert", STATUS: "status", AUDIT: "audit"}
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8 + b"\xff\xd9"
 WATCHLIST_MODEL = "dlib-resnet-v1"
@@ -269,7 +270,11 @@ def test_schema_ids_match_the_constants() -> None:
         assert schema["title"] == typ
         assert "schema" in schema["required"]
     header = load_schema("envelope.v1.json")["$defs"]["protected_header"]
-    assert header["properties"]["typ"]["enum"] == list(SCHEMAS)
+    accepted = sorted({typ for kind in ACCEPTED_OF_KIND.values() for typ in kind})
+    assert sorted(header["properties"]["typ"]["enum"]) == accepted
+    assert set(SCHEMAS) <= set(accepted)
+    old_status = load_schema("status.v1.json")["properties"]["schema"]["const"]
+    assert old_status in ACCEPTED_OF_KIND["status"]
     assert header["properties"]["alg"]["const"] == "EdDSA"
 
 

@@ -19,7 +19,7 @@ from edgewatch.cli.keys import generate_role
 from edgewatch.events.config import load_publish_config
 from edgewatch.events.emitter import EventService
 from edgewatch.events.ledger import Ledger
-from edgewatch.events.payloads import encode, stamp
+from edgewatch.events.payloads import STATUS, encode, stamp
 from edgewatch.events.registry import DeviceRegistry
 from edgewatch.events.subscriber import (
     EventVerifier,
@@ -335,7 +335,7 @@ def test_offline_will_is_accepted_after_newer_statuses(room_dir: Path) -> None:
         )  # fmt: skip
         sent = (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
         payload = stamp(encode(body), sent.replace("+00:00", "Z"))
-        return Signer(key).sign(payload, "edgewatch.status/1")
+        return Signer(key).sign(payload, STATUS)
 
     will = status("offline", 60)  # signed when the unit connected
     verifier.check(topic, status("online", 30))

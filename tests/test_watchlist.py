@@ -10,9 +10,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edgewatch.accuracy.budget import issuing_threshold
 from edgewatch.appliance import VisionParts, embedder_model_ref, load_vision
 from edgewatch.config import parse_vision_config
 from edgewatch.security.keys import key_id
+from edgewatch.vision.models import ModelManifest
 from edgewatch.watchlist.active import ActiveWatchlist
 from edgewatch.watchlist.device import (
     AcceptedVersions,
@@ -33,6 +35,7 @@ from edgewatch.watchlist.issue import EntryRow, issue_templates, read_entries
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MODEL = ModelRef(id="dlib-resnet-v1", sha256="ab" * 32)
+MANIFEST = ModelManifest.default()
 ISSUER = Ed25519PrivateKey.generate()
 DEVICE = X25519PrivateKey.generate()
 OTHER_DEVICE = X25519PrivateKey.generate()
@@ -59,12 +62,19 @@ def synthetic(count: int, dim: int = 128, seed: int = 0) -> tuple[list[Entry], n
     return entries, templates
 
 
+def within_budget(templates: int) -> Policy:
+    """The policy an issuer would give a list of this size for the shipped dlib model."""
+    threshold = issuing_threshold(MANIFEST, "dlib-resnet-v1", templates, 0.926, 1e-3)
+    return Policy(threshold=threshold, margin=0.01)
+
+
 def sealed(
     count: int = 3,
     version: int = 1,
     recipients: tuple[X25519PrivateKey, ...] = (DEVICE,),
     model: ModelRef = MODEL,
     issuer: Ed25519PrivateKey = ISSUER,
+    policy: Policy | None = None,
     **deployment_changes: object,
 ) -> bytes:
     entries, templates = synthetic(count)
@@ -73,7 +83,7 @@ def sealed(
         version=version,
         deployment=deployment(**deployment_changes),
         model=model,
-        policy=Policy(threshold=0.9, margin=0.01),
+        policy=policy or within_budget(count),
     )
     return seal(fields, entries, templates, [r.public_key() for r in recipients], issuer)
 
@@ -86,6 +96,7 @@ def trust(
         device_key=device,
         model=model,
         accepted=AcceptedVersions(state),
+        manifest=MANIFEST,
     )
 
 
@@ -102,7 +113,8 @@ def test_round_trip_restores_entries_and_templates() -> None:
     unit = templates / np.linalg.norm(templates, axis=1, keepdims=True)
     scores = loaded.gallery.subject_scores(unit)
     assert np.allclose(np.diag(scores), 1.0, atol=1e-5)
-    assert loaded.header.entry_count == 5 and loaded.header.policy.threshold == 0.9
+    assert loaded.header.entry_count == 5
+    assert loaded.header.policy == within_budget(5)
 
 
 def test_every_flipped_byte_is_refused() -> None:
@@ -266,9 +278,7 @@ def test_issued_templates_match_the_device(vision: VisionParts, faces_dir: Path)
         [row(examples / "obama.jpg", "obama"), row(examples / "biden.jpg", "biden", 3)],
         vision.encoder,
     )
-    fields = HeaderFields(
-        "real", 1, deployment(), embedder_model_ref(vision), Policy(threshold=0.926, margin=0.012)
-    )
+    fields = HeaderFields("real", 1, deployment(), embedder_model_ref(vision), within_budget(4))
     data = seal(fields, issued.entries, issued.templates, [DEVICE.public_key()], ISSUER)
     loaded = load_watchlist(data, trust(model=embedder_model_ref(vision)), NOW)
     probe = vision.encoder.encode(
@@ -278,7 +288,7 @@ def test_issued_templates_match_the_device(vision: VisionParts, faces_dir: Path)
     )
     scores = loaded.gallery.subject_scores(probe.embeddings)
     probe.scrub()
-    assert scores[0, 0] > 0.926 > scores[0, 1]
+    assert scores[0, 0] > within_budget(4).threshold > scores[0, 1]
 
 
 def test_entries_csv_errors_name_the_line(tmp_path: Path) -> None:
@@ -293,3 +303,15 @@ def test_entries_csv_errors_name_the_line(tmp_path: Path) -> None:
         read_entries(bad)
     with pytest.raises(ConfigError, match="file not found"):
         read_entries(tmp_path / "nope.csv")
+
+
+def test_a_list_too_large_for_its_threshold_is_refused_by_the_unit() -> None:
+    """The unit recomputes the budget: an issuing tool that skipped it is caught here."""
+    assert len(load_watchlist(sealed(2_000), trust(), NOW).gallery) == 2_000
+    too_low = Policy(threshold=within_budget(20).threshold, margin=0.01)
+    with pytest.raises(WatchlistRefusedError) as refused:
+        load_watchlist(sealed(2_000, policy=too_low), trust(), NOW)
+    assert refused.value.reason == "accuracy_budget"
+    assert "2,000 templates" in str(refused.value) and "need threshold" in str(refused.value)
+    with pytest.raises(WatchlistRefusedError, match="below the calibrated floor"):
+        load_watchlist(sealed(1, policy=Policy(threshold=0.9, margin=0.01)), trust(), NOW)

@@ -157,7 +157,7 @@ def calibrate(
     ]
     tar_points: list[tuple[float, float]] = []
     if same_pair_scores is not None and len(same_pair_scores):
-        for threshold in np.round(np.linspace(floor - 0.1, floor + 0.1, 21), 4):
+        for threshold in np.round(np.arange(floor - 0.1, 1.0, 0.01), 4):
             rate = float(np.mean(same_pair_scores >= threshold))
             tar_points.append((float(threshold), round(rate, 4)))
     return Calibration(

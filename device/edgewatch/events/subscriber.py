@@ -36,7 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.errors import EdgewatchError
 from edgewatch.events.ledger import Ledger
-from edgewatch.events.payloads import SCHEMA_OF_KIND, open_crop, parse_timestamp
+from edgewatch.events.payloads import ACCEPTED_OF_KIND, open_crop, parse_timestamp
 from edgewatch.events.registry import DeviceRegistry
 from edgewatch.security.jws import VerificationError, verify
 from edgewatch.transport.mosquitto import ClientCredentials, configure_tls
@@ -136,7 +136,7 @@ class EventVerifier:
             return device.signing_key if kid == device.kid else None
 
         try:
-            verified = verify(message, lookup, SCHEMA_OF_KIND[kind])
+            verified = verify(message, lookup, ACCEPTED_OF_KIND[kind])
         except VerificationError as exc:
             reason: RejectReason = {
                 "malformed": "malformed",

@@ -69,8 +69,13 @@ class Signer:
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
 
 
-def verify(message: bytes, lookup: KeyLookup, expected_typ: str | None = None) -> Verified:
-    """Check a flattened JWS and return what it signed, or raise :class:`VerificationError`."""
+def verify(
+    message: bytes, lookup: KeyLookup, expected_typ: str | tuple[str, ...] | None = None
+) -> Verified:
+    """Check a flattened JWS and return what it signed, or raise :class:`VerificationError`.
+
+    ``expected_typ``: the payload type, or the types, the receiver accepts.
+    """
     try:
         envelope = json.loads(message)
     except (ValueError, UnicodeDecodeError):
@@ -104,6 +109,8 @@ def verify(message: bytes, lookup: KeyLookup, expected_typ: str | None = None) -
         key.verify(signature, signing_input)
     except InvalidSignature:
         raise VerificationError("bad_signature", f"signature by {kid} does not verify") from None
-    if expected_typ is not None and typ != expected_typ:
-        raise VerificationError("wrong_type", f"expected typ {expected_typ!r}, got {typ!r}")
+    accepted = (expected_typ,) if isinstance(expected_typ, str) else expected_typ
+    if accepted is not None and typ not in accepted:
+        wanted = " or ".join(repr(t) for t in accepted)
+        raise VerificationError("wrong_type", f"expected typ {wanted}, got {typ!r}")
     return Verified(payload=payload, kid=kid, typ=typ)
