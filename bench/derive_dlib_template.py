@@ -38,7 +38,7 @@ from edgewatch.vision.embed import DlibEmbedder, DlibParams
 from edgewatch.vision.types import Detection, FloatArray, ImageArray
 
 try:
-    from bench.lfw_pairs import (
+    from bench.lfw_faces import (
         DETECTORS,
         LFW_DIR,
         FaceFinder,
@@ -47,7 +47,7 @@ try:
         read_bgr,
     )
 except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
-    from lfw_pairs import (  # type: ignore[import-not-found, no-redef]
+    from lfw_faces import (  # type: ignore[import-not-found, no-redef]
         DETECTORS,
         LFW_DIR,
         FaceFinder,

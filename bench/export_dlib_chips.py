@@ -46,9 +46,9 @@ from edgewatch.vision.models import ModelManifest
 from edgewatch.vision.types import ImageArray
 
 try:
-    from bench.lfw_pairs import LFW_DIR, FaceFinder, make_face_finder, read_bgr
+    from bench.lfw_faces import LFW_DIR, FaceFinder, make_face_finder, read_bgr
 except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
-    from lfw_pairs import (  # type: ignore[import-not-found, no-redef]
+    from lfw_faces import (  # type: ignore[import-not-found, no-redef]
         LFW_DIR,
         FaceFinder,
         make_face_finder,

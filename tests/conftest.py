@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.hamilton_cast import REFERENCE_PHOTOS
+from edgewatch.config import DEFAULT_EMBEDDER
 from edgewatch.vision.detect import FaceDetector, create_detector
 from edgewatch.vision.embed import Embedder, create_embedder
 from edgewatch.vision.landmarks import Landmarker, create_landmarker
@@ -74,8 +75,14 @@ def landmarker(manifest: ModelManifest) -> Landmarker:
 
 @pytest.fixture(scope="session")
 def dlib_embedder(manifest: ModelManifest) -> Embedder:
-    """The product's default, licence-clean embedder."""
+    """dlib's own ResNet through dlib: the reference the LiteRT conversion must reproduce."""
     return create_embedder(manifest, "dlib-resnet-v1")
+
+
+@pytest.fixture(scope="session")
+def default_embedder(manifest: ModelManifest) -> Embedder:
+    """The product's default, licence-clean embedder (dlib's ResNet on LiteRT)."""
+    return create_embedder(manifest, DEFAULT_EMBEDDER)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgewatch.pipeline import Counters
 from edgewatch.transport.mosquitto import LocalBroker
-from tests.cli_support import DEPLOYMENT, HAMILTON, Run, edgewatch, subjects_of
+from tests.cli_support import DEPLOYMENT, HAMILTON, edgewatch, hamilton, subjects_of
 from tests.event_producer import report
 from tests.test_events import Unit
 
@@ -49,7 +49,7 @@ def test_inspect_shows_the_header_and_names_nobody(watchlist: Path) -> None:
     assert "hamilton-demo version 1" in run.stdout and "4 (max 100)" in run.stdout
     assert "Obama" not in run.stdout and "Miranda" not in run.stdout
     header = json.loads(edgewatch("watchlist", "inspect", str(watchlist), "--json").stdout)
-    assert header["entry_count"] == 4 and header["model"]["id"] == "dlib-resnet-v1"
+    assert header["entry_count"] == 4 and header["model"]["id"] == "dlib-resnet-v1-litert-fp32"
 
 
 def test_verify(watchlist: Path, keys: Path, tmp_path: Path) -> None:
@@ -81,8 +81,16 @@ def test_simulate_refuses_a_watchlist_for_another_unit(watchlist: Path, keys: Pa
 
 
 def test_hamilton_with_the_watchlist_matches_as_with_enrol(
-    watchlist: Path, keys: Path, videos_dir: Path, default_run: Run, tmp_path: Path
+    watchlist: Path, keys: Path, videos_dir: Path, faces_dir: Path, tmp_path: Path
 ) -> None:
+    """The issued list decides exactly as enrolling the same photos at the same policy."""
+    header = json.loads(edgewatch("watchlist", "inspect", str(watchlist), "--json").stdout)
+    policy = header["policy"]
+    enrolled = hamilton(
+        faces_dir, videos_dir, "--threshold", str(policy["threshold"]),
+        "--margin", str(policy["margin"]),
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
     run = edgewatch(
         "simulate", "--video", str(videos_dir / HAMILTON), "--watchlist", str(watchlist),
         "--device-key", str(keys / "unit" / "watchlist.key"),
@@ -92,9 +100,9 @@ def test_hamilton_with_the_watchlist_matches_as_with_enrol(
     assert run.returncode == 0, run.stderr
     key = ("frame_index", "subject", "score", "box")
     assert [[m[k] for k in key] for m in run.matches] == [
-        [m[k] for k in key] for m in default_run.matches
+        [m[k] for k in key] for m in enrolled.matches
     ]
-    assert subjects_of(run).keys() == subjects_of(default_run).keys()
+    assert subjects_of(run).keys() == subjects_of(enrolled).keys() == {"Lin-Manuel Miranda"}
     assert (tmp_path / "watchlist-versions.json").exists()
 
 

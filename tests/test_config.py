@@ -21,7 +21,7 @@ def test_example_configuration_is_valid() -> None:
     assert config.detector.model == "blazeface-full-range"
     assert config.detector.options["tiling"] is True
     assert config.landmarker.model == "facemesh-v1"
-    assert config.embedder.model == "dlib-resnet-v1"
+    assert config.embedder.model == "dlib-resnet-v1-litert-fp32"
     assert config.matching.threshold is None
 
 

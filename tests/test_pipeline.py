@@ -24,8 +24,8 @@ from tests.face_probes import RecordingEmbedder
 
 
 @pytest.fixture(scope="module")
-def embedder(dlib_embedder: Embedder) -> Embedder:
-    return dlib_embedder
+def embedder(default_embedder: Embedder) -> Embedder:
+    return default_embedder
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,8 @@ def test_the_broker_sees_only_alerts_for_enrolled_people(
         tmp_path, broker, keys, watchlist, videos_dir / HAMILTON, "--max-frames", "100"
     )
     check_nothing_left_the_process(report, unit, broker.port)
-    assert report["matched"] >= 20 and report["embedded"] > report["matched"], report
+    # one alert per appearance: Miranda on stage (frames 0-19) and close up (82-99)
+    assert report["matched"] >= 2 and report["embedded"] > report["matched"], report
     assert room.rejected == []
     alerts = room.alerts()
     assert len(alerts) == report["matched"]
@@ -177,7 +178,10 @@ def test_the_leak_search_finds_a_planted_leak(
 # ------------------------------------------------------------------ buffers, frame by frame
 
 
-@pytest.fixture(scope="module", params=["dlib-resnet-v1", "mobilefacenet-insightface"])
+@pytest.fixture(
+    scope="module",
+    params=["dlib-resnet-v1", "dlib-resnet-v1-litert-fp32", "mobilefacenet-insightface"],
+)
 def any_embedder(request: pytest.FixtureRequest, research_manifest: ModelManifest) -> Embedder:
     """The shipped embedder (dlib) and a TFLite one (whose tensors Python can reach)."""
     return create_embedder(research_manifest, str(request.param))
@@ -236,16 +240,16 @@ class FailingModel(RecordingEmbedder):
 def test_an_error_with_faces_in_hand_carries_none_of_them(
     faces_dir: Path,
     detector: FaceDetector,
-    dlib_embedder: Embedder,
+    default_embedder: Embedder,
     embedder_class: type[RecordingEmbedder],
 ) -> None:
     from tests.test_pipeline import frame_of
 
     gallery = build_gallery(
         [ReferencePhoto("Barack Obama", faces_dir / "examples" / "obama.jpg")],
-        FaceEncoder(detector, dlib_embedder),
+        FaceEncoder(detector, default_embedder),
     )
-    probe = embedder_class(dlib_embedder)
+    probe = embedder_class(default_embedder)
     pipeline = Pipeline(FaceEncoder(detector, probe), Matcher(gallery, MatchPolicy(threshold=0.9)))
     frame = frame_of(faces_dir / "examples" / "biden.jpg")
     with pytest.raises((FrameError, ModelError)) as raised:

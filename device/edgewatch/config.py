@@ -20,7 +20,7 @@ from edgewatch.validation import validated
 from edgewatch.vision.quality import QualityRules
 
 DEFAULT_DETECTOR = "blazeface-full-range"
-DEFAULT_EMBEDDER = "dlib-resnet-v1"
+DEFAULT_EMBEDDER = "dlib-resnet-v1-litert-fp32"
 DEFAULT_LANDMARKER = "facemesh-v1"
 
 

@@ -35,7 +35,8 @@ from edgewatch.config import DEFAULT_EMBEDDER, parse_vision_config
 from edgewatch.errors import ConfigError, InputError
 from edgewatch.fileio import PUBLIC, write_atomic
 from edgewatch.progress import ProgressLine
-from edgewatch.vision.embed import create_embedder
+from edgewatch.vision.embed import BACKENDS, create_embedder
+from edgewatch.vision.registry import backend_for
 
 EVAL_DESCRIPTION = """\
 Measure the accuracy of one or more embedders with the device's own face path
@@ -181,9 +182,8 @@ class _Data:
 
 def run_eval(args: argparse.Namespace) -> int:
     parts = _vision(args, args.models[0])
-    for model_id in args.models:
-        if parts.manifest.entry(model_id).kind != "embedder":
-            raise ConfigError(f"model {model_id!r} is not an embedder")
+    for model_id in args.models:  # a wrong id fails now, not after the detection pass
+        backend_for(parts.manifest, model_id, "embedder", BACKENDS)
     data = _Data(args, parts)
     results = [data.evaluate(parts, model_id) for model_id in args.models]
     print(_table(results, args))

@@ -120,7 +120,8 @@ class EmbedderParams(BaseModel):
     threshold: float = Field(
         ge=-1.0,
         le=1.0,
-        description="Provisional cosine at or above which a face matches (bench/lfw_pairs.py).",
+        description="Default cosine threshold (the FAR 1e-3 point); issued lists raise it "
+        "for their size.",
     )
     margin: float = Field(
         ge=0.0,
