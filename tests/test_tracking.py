@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -51,20 +52,33 @@ def test_unlinked_stills_are_each_their_own_track() -> None:
         TrackingPolicy(link_frames=False, confirm_frames=2)
 
 
-def test_alert_needs_enough_agreeing_frames_and_a_clear_majority() -> None:
+def test_alert_needs_its_last_matches_to_agree() -> None:
     policy = TrackingPolicy(confirm_frames=2)
     track = Tracker(policy).update(0.0, 0.0, [box(100)])[0]
     track.record_match("case-1", 0.95)
     assert not track.confirmed("case-1", policy)  # one frame is not enough
     track.record_match("case-2", 0.94)
+    assert not track.confirmed("case-2", policy)  # broken by case-1's frame before it
     track.record_match("case-2", 0.92)
-    assert track.confirmed("case-2", policy)  # two frames, against one
+    assert track.confirmed("case-2", policy)
     assert not track.confirmed("case-1", policy)
     track.record_match("case-1", 0.97)
-    assert not track.confirmed("case-2", policy)  # 2 against 2: no clear majority
-    assert not track.confirmed("case-1", policy)
-    assert track.evidence["case-1"].best_score == 0.97
+    assert not track.confirmed("case-2", policy) and not track.confirmed("case-1", policy)
+    assert track.evidence["case-1"].frames == 2 and track.evidence["case-1"].best_score == 0.97
     assert track.evidence["case-2"].best_score == 0.94
+
+
+def test_a_cut_ends_every_track() -> None:
+    tracker = Tracker()
+    stage = np.full((90, 160, 3), (40, 20, 120), np.uint8)
+    audience = np.full((90, 160, 3), (200, 180, 30), np.uint8)
+    tracker.new_frame(stage)
+    first = tracker.update(0.0, 0.0, [box(100)])[0]
+    tracker.new_frame(stage.copy())
+    assert tracker.update(0.04, 0.04, [box(102)])[0] is first
+    tracker.new_frame(audience)
+    assert tracker.update(0.08, 0.08, [box(102)])[0] is not first
+    assert tracker.scene_changes == 1
 
 
 def test_iou() -> None:

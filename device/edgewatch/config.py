@@ -80,7 +80,7 @@ class QualityConfig(BaseModel):
         "blur or focus blur (sharp faces in the clips score 30-50; reference photos need 60).",
     )
     max_yaw_ratio: float = Field(
-        default=0.6,
+        default=0.8,
         ge=0.0,
         description="Largest sideways turn: the nose's offset from the eyes' midpoint in eye "
         "distances (0 frontal, about 0.5 at 45 degrees, near profile beyond 0.6; reference "

@@ -154,6 +154,7 @@ class Pipeline:
         self, frame: Frame, encoded: EncodedFaces, matches: list[Match]
     ) -> list[MatchReport]:
         """Link the frame's faces to tracks, add its matches, and alert confirmed tracks."""
+        self.tracker.new_frame(frame.image)
         boxes = [d.box for d in encoded.detected]
         track_of = dict(
             zip(

@@ -23,7 +23,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgewatch.vision.types import ImageArray
 
 Box = tuple[float, float, float, float]
 
@@ -63,6 +67,15 @@ class TrackingPolicy(BaseModel):
         description="Alternatively, centre distance in face widths that links a face to a track.",
     )
 
+    scene_change: float = Field(
+        default=0.3,
+        gt=0.0,
+        le=1.0,
+        description="Colour-histogram distance between successive frames (Bhattacharyya, "
+        "0-1) above which every track ends: a cut, or the camera moved. On the clips, "
+        "ordinary frames differ by at most 0.16 and cuts by 0.41 or more; 1 disables.",
+    )
+
     @model_validator(mode="after")
     def _stills_alert_alone(self) -> TrackingPolicy:
         if not self.link_frames and self.confirm_frames != 1:
@@ -81,6 +94,8 @@ class SubjectEvidence:
 
     frames: int = 0
     best_score: float = -1.0
+    streak: int = 0
+    """Matching frames in a row, not interrupted by a frame matching another subject."""
 
 
 @dataclass(slots=True)
@@ -99,19 +114,25 @@ class Track:
     alerted: set[str] = field(default_factory=set)
 
     def record_match(self, subject: str, score: float) -> SubjectEvidence:
-        """Count a frame in which this track's face matched ``subject``."""
+        """Count a frame in which this track's face matched ``subject``.
+
+        A match to another subject breaks every other subject's streak; a frame
+        in which the face matched nobody breaks none (a weaker view of the same
+        person is not evidence against them).
+        """
+        for other, evidence in self.evidence.items():
+            if other != subject:
+                evidence.streak = 0
         evidence = self.evidence.setdefault(subject, SubjectEvidence())
         evidence.frames += 1
+        evidence.streak += 1
         evidence.best_score = max(evidence.best_score, score)
         return evidence
 
     def confirmed(self, subject: str, policy: TrackingPolicy) -> bool:
-        """Enough frames agree on ``subject``, more than on every other subject together."""
+        """The last ``confirm_frames`` matches of this track all named ``subject``."""
         evidence = self.evidence.get(subject)
-        if evidence is None or evidence.frames < policy.confirm_frames:
-            return False
-        others = sum(e.frames for s, e in self.evidence.items() if s != subject)
-        return evidence.frames > others
+        return evidence is not None and evidence.streak >= policy.confirm_frames
 
     def __repr__(self) -> str:
         return f"Track({self.track_id}, frames={self.frames})"
@@ -124,7 +145,15 @@ class Tracker:
         self.policy = policy or TrackingPolicy()
         self._tracks: list[Track] = []
         self.tracks_started = 0
+        self.scene_changes = 0
+        self._scene = SceneChange(self.policy.scene_change)
         self._first_id = time.time_ns() // 1_000_000 * 1000
+
+    def new_frame(self, image: ImageArray) -> None:
+        """Look at the frame as a whole before its faces are linked: a cut ends every track."""
+        if self.policy.link_frames and self._scene.changed(image):
+            self.scene_changes += 1
+            self._tracks.clear()
 
     def update(self, stream_time: float, capture_time: float, boxes: Sequence[Box]) -> list[Track]:
         """The track of each box, in order; unlinked boxes start new tracks."""
@@ -201,3 +230,36 @@ def _closeness(a: Box, b: Box) -> float:
     """Ordering key for greedy linking: overlap first, then nearness of centres."""
     width = max((a[2] - a[0] + b[2] - b[0]) / 2, 1e-6)
     return iou(a, b) + 1.0 / (1.0 + _centre_distance(a, b) / width)
+
+
+class SceneChange:
+    """Notices a cut (or a camera knocked aside) between successive frames.
+
+    Faces are linked by position, so across a cut the person now standing
+    where someone stood a moment ago would inherit their track. A coarse
+    hue-saturation histogram of a 64x36 thumbnail of the whole frame is
+    enough to see the cut. It describes the scene's colours, not a face,
+    and the thumbnail is overwritten at once; only the histogram of the
+    previous frame (128 numbers) is kept.
+    """
+
+    SIZE = (64, 36)
+    BINS = (16, 8)
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._previous: np.ndarray | None = None
+
+    def changed(self, image: ImageArray) -> bool:
+        """Whether ``image`` starts a new scene (the first frame does not)."""
+        thumbnail = cv2.resize(image, self.SIZE, interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(thumbnail, cv2.COLOR_BGR2HSV)
+        histogram = cv2.calcHist([hsv], [0, 1], None, list(self.BINS), [0, 180, 0, 256])
+        thumbnail.fill(0)
+        hsv.fill(0)
+        cv2.normalize(histogram, histogram)
+        previous, self._previous = self._previous, histogram
+        if previous is None:
+            return False
+        distance = cv2.compareHist(previous, histogram, cv2.HISTCMP_BHATTACHARYYA)
+        return bool(distance > self.threshold)
