@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edgewatch.accuracy.evaluate import read_bgr
 from edgewatch.config import DEFAULT_LANDMARKER
+from edgewatch.imaging import load_image as read_bgr
 from edgewatch.vision.models import ModelManifest
 from edgewatch.vision.types import Detection, ImageArray
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgewatch.errors import InputError
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+from edgewatch.imaging import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,30 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from edgewatch.accuracy import metrics
 from edgewatch.accuracy.dataset import Pair, person_of
-from edgewatch.errors import InputError
+from edgewatch.imaging import load_image
 from edgewatch.progress import ProgressLine
 from edgewatch.vision.align import align_face
 from edgewatch.vision.embed import Embedder
 from edgewatch.vision.encoder import FaceEncoder
-from edgewatch.vision.types import Detection, FloatArray, ImageArray
+from edgewatch.vision.types import Detection, FloatArray
 
 FAR_TARGETS = (1e-2, 1e-3, 1e-4)
 FPIR_TARGETS = (1e-2, 1e-3)
 BATCH = 16
-
-
-def read_bgr(path: Path) -> ImageArray:
-    """A BGR uint8 image, as the camera delivers frames."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError(f"{path}: cannot read image")
-    return np.ascontiguousarray(image)
 
 
 def find_faces(
@@ -49,7 +40,7 @@ def find_faces(
     """The largest usable face of every image (None where there is none)."""
     faces: list[Detection | None] = []
     for done, path in enumerate(paths, start=1):
-        _, usable = encoder.find(read_bgr(path))
+        _, usable = encoder.find(load_image(path))
         faces.append(max(usable, key=lambda d: d.width * d.height, default=None))
         if progress is not None:
             progress.update(done, f"without a face {sum(f is None for f in faces)}")
@@ -88,7 +79,7 @@ def embed_faces(
         for slot, row in enumerate(batch):
             face = faces[row]
             assert face is not None
-            image = read_bgr(paths[row])
+            image = load_image(paths[row])
             began = time.perf_counter()
             align_face(image, face, template, chips[slot])
             align_s += time.perf_counter() - began
