@@ -248,7 +248,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"{result.images} images, {args.detector} + {args.landmarker}"
     )
     calibration = calibrate(result.impostor, described, result.same_pair_scores)
-    command = "edgewatch calibrate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
+    command = "edgewatch " + shlex.join(sys.argv[1:])
     table = calibration_toml(args.embedder, calibration, command)
     print(_calibration_summary(args, calibration))
     print()
