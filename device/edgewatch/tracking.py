@@ -192,14 +192,6 @@ class Tracker:
             result.append(track)
         return result
 
-    def live(self) -> int:
-        """Tracks currently followed."""
-        return len(self._tracks)
-
-    def clear(self) -> None:
-        """Forget every track (a watch-list change starts afresh)."""
-        self._tracks.clear()
-
     def _expire(self, stream_time: float) -> None:
         limit = self.policy.max_gap_s
         self._tracks = [t for t in self._tracks if stream_time - t.last_seen <= limit]
