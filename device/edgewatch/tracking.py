@@ -105,10 +105,10 @@ class Track:
     track_id: int
     """Unique on the unit: milliseconds at tracker start times 1000, plus a count."""
     box: Box
-    first_seen: float
-    """Stream time of the first frame."""
     first_capture_time: float
+    """Unix capture time of the track's first frame (for the alert's summary)."""
     last_seen: float
+    """Stream time of the latest frame with this face (tracks expire by stream time)."""
     frames: int = 1
     evidence: dict[str, SubjectEvidence] = field(default_factory=dict)
     alerted: set[str] = field(default_factory=set)
@@ -182,7 +182,7 @@ class Tracker:
             track = assigned.get(b)
             if track is None:
                 track_id = self._first_id + self.tracks_started
-                track = Track(track_id, box, stream_time, capture_time, stream_time)
+                track = Track(track_id, box, capture_time, stream_time)
                 self._tracks.append(track)
                 self.tracks_started += 1
             else:

@@ -36,7 +36,7 @@ from typing import Final
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgewatch.accuracy.metrics import Scores, threshold_at_rate
+from edgewatch.accuracy.metrics import Scores, resolvable, threshold_at_rate
 from edgewatch.errors import ConfigError
 
 PRODUCT_MAX_FPIR: Final = 1e-3
@@ -105,17 +105,17 @@ class Calibration(BaseModel):
         return math.floor(math.log1p(-fpir) / math.log1p(-far))
 
     def tar_at(self, threshold: float) -> float | None:
-        """Measured true accept rate at ``threshold`` (interpolated), if the record has it."""
-        if not self.tar_thresholds:
-            return None
+        """Measured true accept rate at ``threshold`` (interpolated); None beyond the record."""
         points = sorted(self.tar_thresholds)
+        if not points or threshold > points[-1][0]:
+            return None
         xs = [t for t, _ in points]
         ys = [r for _, r in points]
         return float(np.interp(threshold, xs, ys))
 
     def extrapolated(self, far: float) -> bool:
         """Whether ``far`` lies beyond what the measured comparisons resolve."""
-        return far * self.impostor_comparisons < 10
+        return not resolvable(far, self.impostor_comparisons)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -267,7 +267,6 @@ def check_budget(
 def _cost(calibration: Calibration, threshold: float) -> str:
     """What a higher threshold costs in true matches, where measured."""
     tar = calibration.tar_at(threshold)
-    points = calibration.tar_thresholds
-    if tar is None or not points or threshold > max(t for t, _ in points):
+    if tar is None:
         return " (beyond the measured range of true matches)"
     return f" (which keeps about {tar:.0%} of true matches, measured on same-person pairs)"

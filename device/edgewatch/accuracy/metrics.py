@@ -39,7 +39,11 @@ def threshold_at_rate(impostor: Scores, rate: float) -> float:
     return float(np.nextafter(ordered[allowed], np.inf))
 
 
-def resolvable(rate: float, count: int, events: int = 1) -> bool:
+MIN_EVENTS = 10
+"""Impostor scores that must lie above a threshold for its rate to count as measured."""
+
+
+def resolvable(rate: float, count: int, events: int = MIN_EVENTS) -> bool:
     """Whether ``count`` impostor scores can measure ``rate`` (at least ``events`` above it)."""
     return rate * count >= events
 
@@ -113,7 +117,7 @@ def verification_point(
     """TAR on the same pairs at the threshold giving ``far`` on the impostor comparisons."""
     threshold = threshold_at_rate(impostor, far)
     tar = float(np.mean(pair_scores[same] >= threshold))
-    return OperatingPoint(far, threshold, tar, resolvable(far, len(impostor), events=10))
+    return OperatingPoint(far, threshold, tar, resolvable(far, len(impostor)))
 
 
 # --------------------------------------------------------------------------- identification
@@ -134,7 +138,7 @@ class Searches:
         """TPIR at the threshold that gives ``fpir`` on the non-mated searches."""
         threshold = threshold_at_rate(self.non_mated_scores, fpir)
         hits = self.mated_correct & (self.mated_scores >= threshold)
-        resolved = resolvable(fpir, len(self.non_mated_scores), events=10)
+        resolved = resolvable(fpir, len(self.non_mated_scores))
         return OperatingPoint(fpir, threshold, float(np.mean(hits)), resolved)
 
     def det_curve(self, points: int = 200) -> tuple[Scores, Scores]:

@@ -262,11 +262,7 @@ def _calibration_summary(args: argparse.Namespace, c: Calibration) -> str:
     threshold = c.threshold_for(args.list_size, args.fpir)
     far = c.far(threshold)
     tar = c.tar_at(threshold)
-    kept = (
-        "beyond the measured range"
-        if tar is None or threshold > max(t for t, _ in c.tar_thresholds)
-        else f"{tar:.1%}"
-    )
+    kept = "beyond the measured range" if tar is None else f"{tar:.1%}"
     extrapolated = " (extrapolated from the tail fit)" if c.extrapolated(far) else ""
     return "\n".join(
         [
