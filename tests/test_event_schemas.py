@@ -52,7 +52,7 @@ from edgewatch.watchlist.device import RefusalReason, WatchlistRefusedError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCHEMA_DIR = DOCS / "schemas"
-SCHEMA_FILE = {ALERT: "alert.v1.json", STATUS: "status.v2.json", AUDIT: "audit.v1.json"}
+SCHEMA_FILE = {ALERT: "alert.v1.json", STATUS: "status.v2.json", AUDIT: "audit.v2.json"}
 KIND = {ALERT: "alert", STATUS: "status", AUDIT: "audit"}
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8 + b"\xff\xd9"
 WATCHLIST_MODEL = "dlib-resnet-v1"
@@ -275,6 +275,8 @@ def test_schema_ids_match_the_constants() -> None:
     assert set(SCHEMAS) <= set(accepted)
     old_status = load_schema("status.v1.json")["properties"]["schema"]["const"]
     assert old_status in ACCEPTED_OF_KIND["status"]
+    old_audit = load_schema("audit.v1.json")["properties"]["schema"]["const"]
+    assert old_audit in ACCEPTED_OF_KIND["audit"]
     assert header["properties"]["alg"]["const"] == "EdDSA"
 
 

@@ -7,6 +7,7 @@ benchmark and the tests all go through it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,8 +122,9 @@ def run_camera(
     max_frames: int | None = None,
     progress: ProgressLine | None = None,
     on_frame: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
-    """Feed frames from an opened camera through the pipeline until it ends.
+    """Feed frames from an opened camera through the pipeline until it ends or ``stop`` is set.
 
     ``on_frame`` runs before each frame is processed: the caller checks the
     watch-list's expiry there (so a list stops matching at its expiry to
@@ -131,6 +133,8 @@ def run_camera(
     clock: StageClock = pipeline.clock
     started = time.perf_counter()
     while max_frames is None or pipeline.counters.frames < max_frames:
+        if stop is not None and stop.is_set():
+            break
         with clock.measure("decode"):
             frame = camera.read()
         if frame is None:

@@ -64,3 +64,18 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {what} {path}: not valid TOML: {exc}") from None
+
+
+def resolve_path(value: str, base: Path, root: Path | None = None) -> str:
+    """A path from a configuration file, as this process must open it.
+
+    Relative paths are relative to ``base`` (the file's directory), so a
+    configuration can sit next to its keys. With ``root`` (a unit's file
+    system mounted elsewhere, e.g. an SD card on a workshop PC, or a
+    simulated unit), absolute paths are taken below it: ``/var/lib/x`` is
+    ``<root>/var/lib/x``.
+    """
+    path = Path(value)
+    if path.is_absolute():
+        return str(root / path.relative_to("/")) if root is not None else value
+    return str(base / path)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgewatch.errors import ConfigError
-from edgewatch.fileio import read_toml
+from edgewatch.fileio import read_toml, resolve_path
 from edgewatch.transport.mosquitto import ClientCredentials
 from edgewatch.transport.topics import DEFAULT_PREFIX, IdentityField, PrefixField
 from edgewatch.validation import validated
@@ -71,7 +71,15 @@ _PATH_FIELDS = {
 }
 
 
-def parse_publish_config(raw: dict[str, Any], origin: str, base: Path) -> PublishConfig:
+PUBLISH_SECTIONS = tuple(_PATH_FIELDS)
+"""The tables of a configuration file that this module reads."""
+
+
+def parse_publish_config(
+    raw: dict[str, Any], origin: str, base: Path, root: Path | None = None
+) -> PublishConfig:
+    """Validate the ``[device]``, ``[mqtt]`` and ``[events]`` tables of ``raw``
+    (other tables are ignored); paths are resolved by :func:`resolve_path`."""
     sections = {k: v for k, v in raw.items() if k in _PATH_FIELDS}
     for section, names in _PATH_FIELDS.items():
         table = sections.get(section)
@@ -79,7 +87,7 @@ def parse_publish_config(raw: dict[str, Any], origin: str, base: Path) -> Publis
             table = dict(table)
             for name in names:
                 if isinstance(table.get(name), str):
-                    table[name] = str(base / table[name])
+                    table[name] = resolve_path(table[name], base, root)
             sections[section] = table
     return validated(PublishConfig, sections, f"{origin}: invalid configuration", ConfigError)
 

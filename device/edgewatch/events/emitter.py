@@ -196,7 +196,14 @@ def _sequenced(sequence: int | None) -> int:
 class EventService:
     """Outbox, emitter and publisher of one unit, started and stopped together."""
 
-    def __init__(self, config: PublishConfig, watchlist: ActiveWatchlist) -> None:
+    def __init__(
+        self,
+        config: PublishConfig,
+        watchlist: ActiveWatchlist,
+        on_command: Callable[[bytes], None] | None = None,
+    ) -> None:
+        """``on_command`` receives the raw messages on the unit's command topic
+        (from the publisher's thread: queue them, do not act there)."""
         device, mqtt = config.device, config.mqtt
         if not device.state_dir.is_dir():
             raise ConfigError(f"device.state_dir {device.state_dir}: directory does not exist")
@@ -229,6 +236,7 @@ class EventService:
                 keepalive_s=mqtt.keepalive_s,
             ),
             encode(offline),
+            on_command,
         )
         self.status_interval_s = config.events.status_interval_s
         self._last_status = 0.0

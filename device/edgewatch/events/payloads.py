@@ -29,14 +29,16 @@ ALERT: Final = "edgewatch.alert/1"
 STATUS: Final = "edgewatch.status/2"
 """Version 2 (0.3.0) widened the watch-list refusal codes with ``accuracy_budget``."""
 STATUS_V1: Final = "edgewatch.status/1"
-AUDIT: Final = "edgewatch.audit/1"
+AUDIT: Final = "edgewatch.audit/2"
+"""Version 2 (0.4.0) widened the actions with ``command_refused``."""
+AUDIT_V1: Final = "edgewatch.audit/1"
 SCHEMAS: Final = (ALERT, STATUS, AUDIT)
 SCHEMA_OF_KIND: Final = {"alert": ALERT, "status": STATUS, "audit": AUDIT}
 """The payload schema (and JWS ``typ``) this release sends on each topic kind."""
 ACCEPTED_OF_KIND: Final = {
     "alert": (ALERT,),
     "status": (STATUS, STATUS_V1),
-    "audit": (AUDIT,),
+    "audit": (AUDIT, AUDIT_V1),
 }
 """The schemas a receiver accepts per kind: this release's and older units' still in use."""
 CROP_SUITE: Final = "HPKE-base(DHKEM-X25519-HKDF-SHA256,HKDF-SHA256,AES-256-GCM)"
@@ -48,6 +50,7 @@ AUDIT_ACTIONS: Final = (
     "watchlist_expired",
     "watchlist_ended",
     "alerts_refused",
+    "command_refused",
 )
 
 

@@ -17,6 +17,12 @@ number.
 
 The connection carries an MQTT last will: a signed, retained status
 ``offline``, which the broker publishes if the unit vanishes.
+
+The same connection (the broker allows one per client id, which is the
+certificate's CN) subscribes to the unit's command topic. Commands are
+published retained, so the latest one reaches a unit that was offline when
+it was sent; :attr:`Publisher.on_command` gets each one's raw bytes, in this
+thread, and must only queue them (the unit verifies and acts in its own loop).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +43,7 @@ from edgewatch.events.outbox import Outbox
 from edgewatch.events.payloads import SCHEMA_OF_KIND, STATUS, stamp
 from edgewatch.security.jws import Signer
 from edgewatch.transport.mosquitto import ClientCredentials, configure_tls
-from edgewatch.transport.topics import event_topic
+from edgewatch.transport.topics import command_topic, event_topic
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +71,18 @@ class Publisher:
         device_id: str,
         settings: BrokerSettings,
         offline_status: bytes,
+        on_command: Callable[[bytes], None] | None = None,
     ) -> None:
-        """``offline_status`` is the unsigned status body the broker publishes as the will."""
+        """``offline_status`` is the unsigned status body the broker publishes as the will;
+        ``on_command``, if given, receives every message on the unit's command topic."""
         settings.credentials.check()
         self.outbox = outbox
         self.signer = signer
         self.device_id = device_id
         self.settings = settings
         self._offline = offline_status
+        self.on_command = on_command
+        self.commands_received = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edgewatch-publisher", daemon=True)
@@ -153,10 +164,20 @@ class Publisher:
             self.outbox.acknowledge(entry_id)
             self.acknowledged += 1
 
+        def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+            if self.on_command is not None and message.topic == self._command_topic:
+                self.commands_received += 1
+                self.on_command(bytes(message.payload))
+
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
+        client.on_message = on_message
         return client
+
+    @property
+    def _command_topic(self) -> str:
+        return command_topic(self.settings.prefix, self.device_id)
 
     def _session(self) -> bool:
         """One connection's life; True if it got connected at all."""
@@ -175,6 +196,10 @@ class Publisher:
         self.connected.set()
         self.last_error = None
         log.info("connected to MQTT broker %s:%d", *self._where())
+        if self.on_command is not None:
+            result, _mid = client.subscribe(self._command_topic, qos=1)
+            if result != mqtt.MQTT_ERR_SUCCESS:
+                raise ConnectionError(f"subscribe failed: {mqtt.error_string(result)}")
         cursor = 0
         try:
             while "disconnected" not in state and "refused" not in state:

@@ -82,10 +82,12 @@ class AcceptedVersions:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._versions: dict[str, int] = {}
+        self._ended: dict[str, int] = {}
         if path is not None and path.exists():
             try:
                 raw = json.loads(read_bytes(path, "watch-list state"))
                 self._versions = {str(k): int(v) for k, v in raw["accepted"].items()}
+                self._ended = {str(k): int(v) for k, v in raw.get("ended", {}).items()}
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise ConfigError(
                     f"watch-list state {path}: corrupt; restore it from backup (deleting it "
@@ -95,12 +97,27 @@ class AcceptedVersions:
     def newest(self, deployment_id: str) -> int | None:
         return self._versions.get(deployment_id)
 
+    def ended(self, deployment_id: str) -> int | None:
+        """The newest version of ``deployment_id`` that an end-of-deployment retired."""
+        return self._ended.get(deployment_id)
+
     def record(self, deployment_id: str, version: int) -> None:
         if self._versions.get(deployment_id, 0) >= version:
             return
         self._versions[deployment_id] = version
+        self._save()
+
+    def record_end(self, deployment_id: str, version: int) -> None:
+        """An ended deployment's lists up to ``version`` are never accepted again."""
+        if self._ended.get(deployment_id, 0) >= version:
+            return
+        self._ended[deployment_id] = version
+        self._save()
+
+    def _save(self) -> None:
         if self.path is not None:
-            data = json.dumps({"accepted": self._versions}, indent=1, sort_keys=True) + "\n"
+            state = {"accepted": self._versions, "ended": self._ended}
+            data = json.dumps(state, indent=1, sort_keys=True) + "\n"
             write_atomic(self.path, data.encode(), PRIVATE)
 
 
@@ -189,6 +206,13 @@ def check_header(container: Container, trust: DeviceTrust, now: datetime) -> Hea
         )
     except (ConfigError, ModelError) as exc:
         raise WatchlistRefusedError("accuracy_budget", str(exc)) from None
+    ended = trust.accepted.ended(deployment.id)
+    if ended is not None and header.version <= ended:
+        raise WatchlistRefusedError(
+            "rollback",
+            f"deployment {deployment.id} was ended at version {ended}; version "
+            f"{header.version} cannot be used again (issue a newer version to resume)",
+        )
     newest = trust.accepted.newest(deployment.id)
     if newest is not None and header.version < newest:
         raise WatchlistRefusedError(

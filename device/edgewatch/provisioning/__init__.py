@@ -1,0 +1,1 @@
+"""Provisioning: a unit's first-boot keys and request, the back office's fleet, the bundle."""

@@ -1,0 +1,1 @@
+"""The field unit: its configuration, files, commands and service loop."""
