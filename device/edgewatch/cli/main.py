@@ -8,10 +8,36 @@ import sys
 from collections.abc import Sequence
 
 from edgewatch import __version__
-from edgewatch.cli import demo, evaluate, keys, registry, simulate, subscribe, watchlist
+from edgewatch.cli import (
+    command,
+    demo,
+    doctor,
+    evaluate,
+    fleet,
+    keys,
+    provision,
+    registry,
+    run,
+    simulate,
+    subscribe,
+    watchlist,
+)
 from edgewatch.errors import EdgewatchError
 
-SUBCOMMANDS = (simulate, subscribe, watchlist, keys, registry, demo, evaluate)
+SUBCOMMANDS = (
+    simulate,
+    run,
+    doctor,
+    provision,
+    fleet,
+    command,
+    subscribe,
+    watchlist,
+    keys,
+    registry,
+    demo,
+    evaluate,
+)
 
 DESCRIPTION = """\
 edgewatch: a privacy-preserving edge camera appliance.

@@ -10,8 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography.x509.oid import NameOID
-
+from edgewatch.cli.options import (
+    add_broker_arguments,
+    broker_address,
+    broker_credentials,
+    common_name,
+)
 from edgewatch.errors import ConfigError
 from edgewatch.events.ledger import Ledger
 from edgewatch.events.registry import DeviceRegistry
@@ -24,8 +28,6 @@ from edgewatch.events.subscriber import (
 )
 from edgewatch.fileio import PRIVATE, write_atomic
 from edgewatch.security.keys import load_sealing_key
-from edgewatch.transport.mosquitto import ClientCredentials
-from edgewatch.transport.pki import load_certificate
 from edgewatch.transport.topics import DEFAULT_PREFIX, check_prefix
 
 HELP = "receive, verify and print the units' signed events (control room)"
@@ -48,10 +50,7 @@ def register(commands: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--broker", required=True, metavar="HOST:PORT")
-    parser.add_argument("--ca-cert", type=Path, required=True, metavar="PEM")
-    parser.add_argument("--cert", type=Path, required=True, metavar="PEM")
-    parser.add_argument("--key", type=Path, required=True, metavar="PEM")
+    add_broker_arguments(parser)
     parser.add_argument(
         "--registry", type=Path, required=True, metavar="TOML", help="units and their keys"
     )
@@ -88,30 +87,14 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _address(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--broker {value!r}: expected HOST:PORT, e.g. broker.example:8883")
-    return host, int(port)
-
-
-def common_name(cert: Path) -> str:
-    """The certificate's CN: the broker takes it as this client's identity and client id."""
-    names = load_certificate(cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not names:
-        raise ConfigError(f"certificate {cert}: has no common name")
-    return str(names[0].value)
-
-
 def run(args: argparse.Namespace) -> int:
-    host, port = _address(args.broker)
+    host, port = broker_address(args.broker)
     prefix = check_prefix(args.prefix)
     if args.crops_dir is not None and args.crop_key is None:
         raise ConfigError("--crops-dir needs --crop-key")
     if args.crops_dir is not None and not args.crops_dir.is_dir():
         raise ConfigError(f"--crops-dir {args.crops_dir}: directory does not exist")
-    credentials = ClientCredentials(args.ca_cert, args.cert, args.key)
-    credentials.check()
+    credentials = broker_credentials(args)
     verifier = EventVerifier(
         DeviceRegistry.load(args.registry),
         prefix,

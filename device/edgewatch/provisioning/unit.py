@@ -201,4 +201,3 @@ def install_bundle(
     if owner is not None:
         _chown(layout.installed, owner.uid, owner.gid)
     return done
-

@@ -329,7 +329,11 @@ class LocalBroker:
         log_types: Sequence[str] = DEFAULT_LOG_TYPES,
         binary: Path | None = None,
         start_timeout: float = 10.0,
+        ca: pki.CertifiedKey | None = None,
+        crl_path: Path | None = None,
     ) -> None:
+        """``ca`` and ``crl_path``: run on an existing CA and its CRL (a fleet's, see
+        :mod:`edgewatch.provisioning.fleet`) instead of a fresh CA of its own."""
         self.workdir = Path(workdir)
         self.prefix = check_prefix(prefix)
         self.readers = tuple(readers)
@@ -348,11 +352,11 @@ class LocalBroker:
         pki_dir = self.workdir / "pki"
         for directory in (self.workdir, pki_dir, self.workdir / "clients", self.data_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        self.ca = pki.create_ca(f"edgewatch local CA {self.port}")
+        self.ca = ca or pki.create_ca(f"edgewatch local CA {self.port}")
         self.ca_cert_path = pki_dir / "ca.crt"
         self.server_cert_path = pki_dir / "server.crt"
         self.server_key_path = pki_dir / "server.key"
-        self.crl_path = pki_dir / "crl.pem"
+        self.crl_path = crl_path or pki_dir / "crl.pem"
         pki.write_certificate(self.ca_cert_path, self.ca.cert)
         pki.write_private_key(pki_dir / "ca.key", self.ca.key)
         server = pki.issue(
@@ -364,7 +368,8 @@ class LocalBroker:
         )
         pki.write_certificate(self.server_cert_path, server.cert)
         pki.write_private_key(self.server_key_path, server.key)
-        pki.write_crl(self.crl_path, pki.build_crl(self.ca, ()))
+        if crl_path is None:
+            pki.write_crl(self.crl_path, pki.build_crl(self.ca, ()))
         self.write_config()
 
     # -- files

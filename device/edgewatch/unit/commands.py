@@ -184,8 +184,8 @@ class CommandLog:
 
     def record(self, command: Command, now: datetime | None = None) -> None:
         moment = now or datetime.now(UTC)
-        self._done = {
-            k: v for k, v in self._done.items() if parse_timestamp(v) > moment
-        } | {command.command_id: command.expires_at}
+        self._done = {k: v for k, v in self._done.items() if parse_timestamp(v) > moment} | {
+            command.command_id: command.expires_at
+        }
         data = json.dumps({"done": self._done}, indent=1, sort_keys=True) + "\n"
         write_atomic(self.path, data.encode(), PRIVATE)
