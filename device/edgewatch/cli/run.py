@@ -86,6 +86,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--realtime", action="store_true", help="with --video: at its recorded frame rate"
     )
+    parser.add_argument("--loop", action="store_true", help="with --video: replay it forever")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     parser.add_argument(
         "--progress", action="store_true", help="a progress line on stderr (not under systemd)"
@@ -100,7 +101,11 @@ def run(args: argparse.Namespace) -> int:
     config = unit_config(args)
     camera = None
     if args.video is not None:
-        camera = VideoCameraConfig(type="video", path=args.video, realtime=args.realtime)
+        camera = VideoCameraConfig(
+            type="video", path=args.video, realtime=args.realtime, loop=args.loop
+        )
+    elif args.realtime or args.loop:
+        raise ConfigError("--realtime and --loop go with --video")
     service = UnitService(config, camera)
     signal.signal(signal.SIGTERM, service.request_stop)
     signal.signal(signal.SIGINT, service.request_stop)

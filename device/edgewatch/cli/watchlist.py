@@ -17,7 +17,7 @@ from edgewatch.appliance import VisionParts, embedder_model_ref, load_vision
 from edgewatch.cli.keys import passphrase_from_env
 from edgewatch.cli.options import add_model_arguments, model_config
 from edgewatch.config import parse_vision_config
-from edgewatch.errors import InputError
+from edgewatch.errors import ConfigError, InputError
 from edgewatch.fileio import PUBLIC, read_bytes, write_atomic
 from edgewatch.progress import ProgressLine
 from edgewatch.security.keys import (
@@ -80,8 +80,23 @@ example:
   edgewatch keys issuer --out issuer/ --passphrase-env ISSUER_PASSPHRASE
   edgewatch watchlist build --deployment deployment.toml --entries entries.csv \\
       --issuer-key issuer/issuer.key --passphrase-env ISSUER_PASSPHRASE \\
-      --recipient unit-0001/watchlist.pub --out hamilton-v1.ewl
+      --recipients fleet/recipients --out hamilton-v1.ewl
 """
+
+
+def recipient_files(args: argparse.Namespace) -> list[Path]:
+    """--recipient files and the keys in --recipients; at least one."""
+    files = list(args.recipient)
+    if args.recipients is not None:
+        if not args.recipients.is_dir():
+            raise ConfigError(f"--recipients {args.recipients}: not a directory")
+        files += sorted(args.recipients.glob("*.pub"))
+    if not files:
+        raise ConfigError(
+            "no recipient: give --recipient PUB (repeatable) or --recipients DIR with the "
+            "units' watchlist.pub keys"
+        )
+    return files
 
 
 def register(commands: Any) -> None:
@@ -108,9 +123,16 @@ def register(commands: Any) -> None:
         "--recipient",
         type=Path,
         action="append",
-        required=True,
+        default=[],
         metavar="PUB",
         help="a unit's watch-list public key (watchlist.pub); repeat for each unit",
+    )
+    build.add_argument(
+        "--recipients",
+        type=Path,
+        metavar="DIR",
+        help="every unit's key in this folder: the fleet's recipient list "
+        "(FLEET/recipients, kept by 'edgewatch fleet enrol' and 'revoke')",
     )
     build.add_argument("--out", type=Path, required=True, metavar="FILE")
     build.add_argument(
@@ -193,7 +215,7 @@ def run_build(args: argparse.Namespace) -> int:
     issuer_key = load_signing_key(
         args.issuer_key, "issuer key", passphrase_from_env(args.passphrase_env)
     )
-    recipients = [load_recipient_key(p, "recipient key") for p in args.recipient]
+    recipients = [load_recipient_key(p, "recipient key") for p in recipient_files(args)]
     subjects = len({r.subject_ref for r in rows})
     if subjects > deployment.deployment.max_entries:
         raise InputError(
