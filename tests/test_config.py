@@ -10,12 +10,18 @@ from edgewatch.camera.picam import Picamera2CameraConfig
 from edgewatch.camera.video import VideoCameraConfig
 from edgewatch.config import load_config, parse_config
 from edgewatch.errors import ConfigError
+from edgewatch.provisioning.formats import Broker
+from edgewatch.provisioning.unit_config import render_unit_config
+from edgewatch.unit.config import load_unit_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "edgewatch.example.toml"
 
 
 def test_example_configuration_is_valid() -> None:
-    config = load_config(EXAMPLE)
+    unit = load_unit_config(EXAMPLE)
+    assert unit.device_id == "cam-0001" and unit.publish.mqtt.port == 8883
+    assert unit.watchlist.issuer_keys == [Path("/etc/edgewatch/issuers/issuer.pub")]
+    config = unit.app
     assert isinstance(config.camera, Picamera2CameraConfig)
     assert config.camera.width == 1280
     assert config.detector.model == "blazeface-full-range"
@@ -23,6 +29,32 @@ def test_example_configuration_is_valid() -> None:
     assert config.landmarker.model == "facemesh-v1"
     assert config.embedder.model == "dlib-resnet-v1-litert-fp32"
     assert config.matching.threshold is None
+
+
+def test_example_is_what_provisioning_writes() -> None:
+    """deploy/edgewatch.example.toml is the provisioned unit's file with example values."""
+    text = render_unit_config(
+        "cam-0001",
+        Broker(host="broker.control-room.example"),
+        ["/etc/edgewatch/issuers/issuer.pub"],
+        crop_key=True,
+    )
+    assert EXAMPLE.read_text() == text
+
+
+def test_unit_paths_below_a_root(tmp_path: Path) -> None:
+    unit = load_unit_config(EXAMPLE, root=tmp_path)
+    assert unit.publish.device.signing_key == tmp_path / "var/lib/edgewatch/keys/signing.key"
+    assert unit.watchlist.key == tmp_path / "var/lib/edgewatch/keys/watchlist.key"
+    assert unit.watchlist_file == tmp_path / "var/lib/edgewatch/state/watchlist.ewl"
+
+
+def test_a_unit_needs_its_tables(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    cut = tmp_path / "unit.toml"
+    cut.write_text(text[: text.index("# Which watch-lists")] + text[text.index("# Where frames") :])
+    with pytest.raises(ConfigError, match=r"needs a \[watchlist\] table"):
+        load_unit_config(cut)
 
 
 def test_landmarker_can_be_switched_off() -> None:

@@ -25,6 +25,9 @@ UNIT_FILE = PROJECT_ROOT / "deploy" / "systemd" / "edgewatch.service"
 UNIT_NAME = "edgewatch.service"
 EXEC_STUB = Path("opt/edgewatch/venv/bin/edgewatch")
 HOST_UNIT_DIR = Path("/usr/lib/systemd/system")
+EXTRA_STUBS = (Path("boot/firmware/edgewatch/install-unit.sh"), Path("bin/bash"))
+"""Programs the other units start (edgewatch-setup.service runs the installer from the card)."""
+ALL_UNITS = sorted(p.name for p in UNIT_FILE.parent.glob("*.service"))
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 MAX_EXPOSURE = 3.0
 
@@ -139,11 +142,13 @@ def systemd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(HOST_UNIT_DIR, root / "usr/lib/systemd/system", symlinks=True)
     unit_dir = root / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
-    shutil.copyfile(UNIT_FILE, unit_dir / UNIT_NAME)
-    stub = root / EXEC_STUB
-    stub.parent.mkdir(parents=True)
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
+    for unit in UNIT_FILE.parent.glob("*.service"):
+        shutil.copyfile(unit, unit_dir / unit.name)
+    for program in (EXEC_STUB, *EXTRA_STUBS):
+        stub = root / program
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
     return root
 
 
@@ -259,8 +264,9 @@ def test_harden_os_is_executable() -> None:
 # ---------------------------------------------------------- systemd unit
 
 
-def test_unit_passes_systemd_analyze_verify(systemd_root: Path) -> None:
-    result = run_tool([systemd_analyze(), "verify", f"--root={systemd_root}", UNIT_NAME])
+@pytest.mark.parametrize("unit_name", ALL_UNITS)
+def test_units_pass_systemd_analyze_verify(systemd_root: Path, unit_name: str) -> None:
+    result = run_tool([systemd_analyze(), "verify", f"--root={systemd_root}", unit_name])
     output = (result.stdout + result.stderr).strip()
     # Unknown or misspelt keys only produce warnings, so any output is a failure.
     assert output == "", output
@@ -286,6 +292,9 @@ def test_unit_has_hardening_settings() -> None:
         "CapabilityBoundingSet": [""],
         "AmbientCapabilities": [""],
         "DevicePolicy": ["closed"],
+        "Type": ["notify"],
+        "NotifyAccess": ["main"],
+        "WatchdogSec": ["30"],
     }
     for key, value in expected.items():
         assert service.get(key) == value, f"{key}={service.get(key)}, expected {value}"
