@@ -5,4 +5,4 @@ biometric data of anyone who does not match is discarded as soon as the
 decision is made, and only match decisions leave the pipeline.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
