@@ -117,9 +117,11 @@ Options:
                      build one from this checkout with
                      .venv/bin/python -m pip wheel --no-deps (about 10 s).
   --wheelhouse DIR   also copy every *.whl in DIR (the dependencies, for a unit
-                     installed without internet). They must be for the Pi:
-                     aarch64 or pure Python, and CPython 3.11, e.g. made with
+                     installed without internet; an edgewatch-*.whl in DIR is
+                     skipped). They must be for the Pi: aarch64 or pure
+                     Python, and CPython 3.11, e.g. made with
                        pip download --dest DIR --only-binary=:all: \\
+                         --platform manylinux_2_28_aarch64 \\
                          --platform manylinux2014_aarch64 --python-version 3.11 \\
                          --implementation cp --abi cp311 edgewatch-*.whl
   --force            overwrite --out if it exists
@@ -379,6 +381,9 @@ if [ -n "$WHEEL" ]; then
         *) die "--wheel $WHEEL: not an edgewatch wheel (expected edgewatch-VERSION-...whl)" ;;
     esac
 fi
+if [ -z "$WHEEL" ] && [ ! -x "$ROOT/.venv/bin/python" ]; then
+    die "no --wheel given and $ROOT/.venv/bin/python not found to build one: run scripts/bootstrap first, or give --wheel FILE"
+fi
 WHEELHOUSE_FILES=()
 if [ -n "$WHEELHOUSE" ]; then
     [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE: no such directory"
@@ -386,12 +391,21 @@ if [ -n "$WHEELHOUSE" ]; then
     WHEELHOUSE_FILES=("$WHEELHOUSE"/*.whl)
     shopt -u nullglob
     [ "${#WHEELHOUSE_FILES[@]}" -gt 0 ] || die "--wheelhouse $WHEELHOUSE: no .whl files in it"
+    kept=()
     for whl in "${WHEELHOUSE_FILES[@]}"; do
         case "${whl##*/}" in
-            edgewatch-*) die "--wheelhouse $WHEELHOUSE holds ${whl##*/}: give the edgewatch wheel with --wheel, the wheelhouse is for its dependencies" ;;
+            edgewatch-*)
+                # pip download puts the wheel it was given there too; the
+                # edgewatch wheel on the card is --wheel's (or the one built).
+                say "--wheelhouse: skipping ${whl##*/} (the edgewatch wheel comes from --wheel or this checkout)"
+                continue
+                ;;
         esac
         check_wheel_for_pi "$whl"
+        kept+=("$whl")
     done
+    [ "${#kept[@]}" -gt 0 ] || die "--wheelhouse $WHEELHOUSE: no dependency wheels in it (only edgewatch's own)"
+    WHEELHOUSE_FILES=("${kept[@]}")
 fi
 
 # The files that go onto the card from this checkout.
@@ -422,28 +436,6 @@ mkdir -p -- "$STAGE/edgewatch/wheels"
 
 check_ssh_keys "$SSH_KEY" "$STAGE/edgewatch/authorized_keys"
 
-# ------------------------------------------------------------------ wheel
-if [ -z "$WHEEL" ]; then
-    VENV_PYTHON="$ROOT/.venv/bin/python"
-    [ -x "$VENV_PYTHON" ] ||
-        die "no --wheel given and $VENV_PYTHON not found to build one: run scripts/bootstrap first, or give --wheel FILE"
-    say "building the edgewatch wheel from $ROOT"
-    mkdir -p -- "$WORK_DIR/wheel"
-    if ! "$VENV_PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK_DIR/wheel" "$ROOT" > "$WORK_DIR/wheel.log" 2>&1; then
-        cat -- "$WORK_DIR/wheel.log" >&2
-        fail "building the edgewatch wheel failed (pip's output above)"
-    fi
-    shopt -s nullglob
-    built=("$WORK_DIR"/wheel/edgewatch-*.whl)
-    shopt -u nullglob
-    [ "${#built[@]}" -eq 1 ] || fail "pip wheel did not produce exactly one edgewatch wheel in $WORK_DIR/wheel"
-    WHEEL="${built[0]}"
-fi
-cp -- "$WHEEL" "$STAGE/edgewatch/wheels/"
-for whl in "${WHEELHOUSE_FILES[@]}"; do
-    cp -- "$whl" "$STAGE/edgewatch/wheels/"
-done
-
 # ------------------------------------------------------- the other files
 cp -- "$FIRMWARE_DIR/firstrun.sh" "$STAGE/firstrun.sh"
 cp -- "$INSTALL_UNIT" "$STAGE/edgewatch/install-unit.sh"
@@ -456,7 +448,7 @@ cp -- "$SYSTEMD_DIR/edgewatch-setup.service" "$STAGE/edgewatch/edgewatch-setup.s
 # sources the file) and systemd (EnvironmentFile= in edgewatch-setup.service).
 cat > "$STAGE/edgewatch/unit.env" <<ENV
 # edgewatch unit settings, written by firmware_scripts/$PROG
-# on $(date -u +%Y-%m-%dT%H:%M:%SZ) from ${IMAGE##*/}.
+# on $(date -u +%Y-%m-%dT%H:%M:%SZ) from $(printf '%s' "${IMAGE##*/}" | tr -c 'A-Za-z0-9._+-' '_').
 # Read by /boot/firmware/firstrun.sh (sourced) and edgewatch-setup.service
 # (EnvironmentFile=). KEY='value' lines only.
 DEVICE_ID='$DEVICE_ID'
@@ -535,6 +527,27 @@ for word in "${words[@]}"; do
 done
 printf '%s %s\n' "$first_line" "$RUN_ARGS" > "$STAGE/cmdline.txt"
 
+# ------------------------------------------------------------------ wheel
+# Built only once the image has been found usable (it takes a while).
+if [ -z "$WHEEL" ]; then
+    VENV_PYTHON="$ROOT/.venv/bin/python"
+    say "building the edgewatch wheel from $ROOT"
+    mkdir -p -- "$WORK_DIR/wheel"
+    if ! "$VENV_PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK_DIR/wheel" "$ROOT" > "$WORK_DIR/wheel.log" 2>&1; then
+        cat -- "$WORK_DIR/wheel.log" >&2
+        fail "building the edgewatch wheel failed (pip's output above)"
+    fi
+    shopt -s nullglob
+    built=("$WORK_DIR"/wheel/edgewatch-*.whl)
+    shopt -u nullglob
+    [ "${#built[@]}" -eq 1 ] || fail "pip wheel did not produce exactly one edgewatch wheel in $WORK_DIR/wheel"
+    WHEEL="${built[0]}"
+fi
+cp -- "$WHEEL" "$STAGE/edgewatch/wheels/"
+for whl in "${WHEELHOUSE_FILES[@]}"; do
+    cp -- "$whl" "$STAGE/edgewatch/wheels/"
+done
+
 # ------------------------------------------------------------- free space
 free="$(mt mdir ::/ 2> /dev/null | sed -n 's/ bytes free.*//p' | tr -d ' ')"
 needed="$(du -s --block-size=1 --apparent-size -- "$STAGE" | cut -f1)"
@@ -583,5 +596,5 @@ Next step: write it to the unit's SD card (as root; it asks before writing):
   sudo $FIRMWARE_DIR/flash.sh $OUT /dev/sdX
 At its first boot the unit runs firstrun.sh and reboots, then installs
 edgewatch (edgewatch-setup.service) once it has network and the time; follow
-it with: ssh $ADMIN_USER@$UNIT_HOSTNAME journalctl -fu edgewatch-setup
+it with: ssh $ADMIN_USER@$UNIT_HOSTNAME.local journalctl -fu edgewatch-setup
 SUMMARY

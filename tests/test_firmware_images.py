@@ -375,6 +375,8 @@ def test_customise_from_xz_with_options_and_wheelhouse(
     fake_wheel(house, "numpy-2.2.6-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl")
     fake_wheel(house, "paho_mqtt-2.1.0-py3-none-any.whl")
     fake_wheel(house, "cryptography-51.0.0-cp311-abi3-manylinux_2_28_aarch64.whl")
+    deps = sorted(p.name for p in house.iterdir())
+    fake_wheel(house, "edgewatch-0.2.0-py3-none-any.whl")  # as pip download leaves it: skipped
     out = tmp_path / "cam_7.img"
     out.write_bytes(b"an older attempt")
     key = tmp_path / "keys.pub"
@@ -408,9 +410,8 @@ def test_customise_from_xz_with_options_and_wheelhouse(
         "ADMIN_USER": "'ops'",
         "TIMEZONE": "'Europe/Berlin'",
     }
-    assert mdir_names(out, "edgewatch/wheels") == sorted(
-        [workshop["wheel"].name, *(p.name for p in house.iterdir())]
-    )
+    assert mdir_names(out, "edgewatch/wheels") == sorted([workshop["wheel"].name, *deps])
+    assert "skipping edgewatch-0.2.0-py3-none-any.whl" in result.stdout
     keys = mtype(out, "edgewatch/authorized_keys").decode().splitlines()
     assert [line.split()[2] for line in keys] == ["a@x", "b@y"]
     assert mtype(out, "cmdline.txt").decode() == f"{CMDLINE} {RUN_ARGS}\n"
@@ -515,7 +516,7 @@ def test_customise_refuses_bad_ssh_keys(
     [
         ("numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl", "not for the Pi (aarch64)"),
         ("numpy-2.2.6-cp312-cp312-manylinux_2_17_aarch64.whl", "built for Python cp312"),
-        ("edgewatch-0.2.0-py3-none-any.whl", "give the edgewatch wheel with --wheel"),
+        ("edgewatch-0.2.0-py3-none-any.whl", "no dependency wheels in it (only edgewatch's own)"),
     ],
 )
 def test_customise_refuses_wheels_not_for_the_pi(
@@ -640,6 +641,13 @@ def test_customise_needs_install_unit_script(workshop: dict[str, Path], tmp_path
     )
     assert result.returncode == 2
     assert "install-unit.sh not found" in result.stderr
+    assert not (tmp_path / "unit.img").exists()
+
+    # Without --wheel, the wheel is built with the checkout's .venv: none here.
+    (checkout / "firmware_scripts" / "install-unit.sh").write_text("#!/bin/sh\n")
+    no_venv = run(result.args[:-2])
+    assert no_venv.returncode == 2
+    assert f"no --wheel given and {checkout}/.venv/bin/python not found" in no_venv.stderr
     assert not (tmp_path / "unit.img").exists()
 
 
