@@ -42,7 +42,8 @@ from the card, read past the page cache (blockdev --flushbufs, iflag=direct).
 
 Arguments:
   IMAGE            the image, e.g. the one customise-image.sh wrote
-  DEVICE           the whole card (/dev/sdX, /dev/mmcblkN), not a partition
+  DEVICE           the whole card (/dev/sdX, /dev/mmcblkN, or just sdX), not a
+                   partition
 
 Options:
   --yes, -y        do not ask: write without typing the device name
@@ -202,6 +203,10 @@ is_removable() {
 
 check_device() {
     local key value
+    # "sdb" for /dev/sdb.
+    if [[ "$DEVICE" != */* ]] && [ ! -e "$DEVICE" ] && [ -e "/dev/$DEVICE" ]; then
+        DEVICE="/dev/$DEVICE"
+    fi
     [ -e "$DEVICE" ] || die "$DEVICE: no such device (is the card reader plugged in? lsblk lists the disks)"
     DEVICE="$(readlink -f -- "$DEVICE")"
     [ -b "$DEVICE" ] || die "$DEVICE is not a block device: give the SD card's disk, e.g. /dev/sdb or /dev/mmcblk0 (lsblk lists them)"

@@ -1189,6 +1189,8 @@ def test_flash_refuses_what_is_not_a_block_device(
     assert "is not a block device" in result.stderr
     missing = fake.flash(str(small_image["img"]), "/dev/no-such-card")
     assert "no such device" in missing.stderr
+    short = fake.flash(str(small_image["img"]), "null")  # a name alone is looked up in /dev
+    assert "/dev/null is not a block device" in short.stderr
 
 
 def refusal_cases() -> Iterator[tuple[str, str]]:
