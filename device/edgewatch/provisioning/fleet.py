@@ -156,11 +156,13 @@ class Fleet:
         pki.write_certificate(directory / "ca" / "ca.crt", ca.cert)
         write_atomic(directory / "ca" / "revoked.json", b'{"revoked": []}\n', PUBLIC)
         broker = settings.broker
+        # json.dumps quotes and escapes strings as TOML basic strings want them.
         fleet_toml = (
-            f'name = "{settings.name}"\n'
+            f"name = {json.dumps(settings.name)}\n"
             f"readers = {json.dumps(settings.readers)}\n"
             f"commanders = {json.dumps(settings.commanders)}\n\n"
-            f'[broker]\nhost = "{broker.host}"\nport = {broker.port}\nprefix = "{broker.prefix}"\n'
+            f"[broker]\nhost = {json.dumps(broker.host)}\nport = {broker.port}\n"
+            f"prefix = {json.dumps(broker.prefix)}\n"
         )
         write_atomic(directory / "fleet.toml", fleet_toml.encode(), PUBLIC)
         fleet = cls(directory)
