@@ -645,65 +645,105 @@ def headline(runs: Sequence[PipelineRun], pipelines: Sequence[str]) -> str:
     return "; ".join(parts) + " (all clips, frames ÷ seconds, median of the repeats)."
 
 
-PI_SECTION = """\
-## On a Raspberry Pi 4 or 5: NOT MEASURED
+PI_SLOWDOWN: dict[str, tuple[float, float]] = {
+    "Raspberry Pi 5 (4x Cortex-A76, 2.4 GHz)": (1.5, 2.5),
+    "Raspberry Pi 4 (4x Cortex-A72, 1.5-1.8 GHz)": (3.0, 6.0),
+}
+"""ASSUMED per-core slowdown against one core of the development VM, for a planning
+estimate only: broad ranges in the spirit of published single-core comparisons of
+these CPUs, not measurements. The Pi section says so wherever it uses them."""
 
-**Nothing in this section was measured.** No Raspberry Pi was available; the
-statements below are reasoning from the figures above and from the CPUs'
-published characteristics, and no number here should be quoted as a result.
 
-To measure it, on the Pi (Raspberry Pi OS 64-bit, set up as in the README's
-"On a Raspberry Pi"), with `../shared` copied beside the checkout:
-
-```sh
-scripts/bench                                  # the same command, the same report
-.venv/bin/python -m bench.compare_peers --quick  # first, a two-minute smoke check
-```
-
-`dlib-bin`, `ai-edge-litert`, `opencv-python-headless` and `av` publish
-aarch64 wheels; if `dlib-bin` has none for the Pi's Python, pip builds dlib
-from source (an hour or more on a Pi 4) or P1 cannot run.
-
-What to expect, and why:
-
-- **CPU.** This machine is a {cpu}. A Pi 4 has four Cortex-A72 cores at
-  1.5-1.8 GHz (128-bit NEON, no fp16 arithmetic); a Pi 5 four Cortex-A76 at
-  2.4 GHz. Per core, an A72 is commonly several times slower than a recent
-  server x86 core with AVX-512 on the dense float kernels that LiteRT
-  (XNNPACK), OpenCV's DNN and dlib run, and the A76 narrows that gap
-  considerably. The product runs BlazeFace and FaceMesh on 2 LiteRT threads
-  and its embedder on 1; OpenCV's DNN (P2's YuNet) uses every core; dlib
-  (P1) uses one. The Pi's four cores therefore help P2's detector, and the
-  product's only as far as its 2-thread models and a second camera or
-  pipeline process can use them.
-- **The product.** Detection (BlazeFace on the whole frame plus three
-  tiles) and the embedder are LiteRT models, the workload XNNPACK is
-  tuned for on Arm; expect the per-stage times above to grow by a small
-  multiple on a Pi 5 and a larger one on a Pi 4, so the frames per second
-  here are an upper bound. Whether that is enough is a question of the
-  scene: a frame without faces costs only decoding and detection.
-- **P1 (face_recognition).** HOG detection and dlib's ResNet run in dlib's
-  own C++ (SIMD via its compile options). On this machine P1 is already the
-  slowest by the factor above, and nothing about Arm narrows that gap;
-  on a Pi the usual remedy is to shrink the frames, which loses exactly the
-  small, distant faces a camera on a pole must find.
-- **P2 (YuNet + MobileFaceNet).** OpenCV's DNN module runs YuNet with its
-  own Arm NEON kernels; MobileFaceNet runs on LiteRT like the product's
-  embedder. Expect it to keep roughly its ratio to the product.
-- **Matching and memory.** The matcher's search is one matrix-vector
-  product, limited by memory bandwidth from about 100,000 templates on;
-  a Pi's LPDDR4/LPDDR4X gives a fraction of this server's bandwidth, so the
-  large-list search times above would grow accordingly. The resident-set
-  figures carry over roughly as they are (the same code and libraries,
-  64-bit), so a watch-list of a million entries, whose load peaks at
-  several GiB above, does not fit a 2 or 4 GB Pi; the accuracy budget
-  (README) refuses such lists for dlib's model anyway.
-- **Outbox.** Alert delivery is dominated by the fsync of every
-  acknowledgement (`synchronous=FULL`); on an SD card an fsync costs far
-  more than on this VM's disk, so expect fewer alerts per second in a burst
-  (`python -m bench.outbox_speed --dir` on the Pi's state directory
-  measures that part alone).
-"""
+def pi_section(machine: str, runs: Sequence[PipelineRun], pipelines: Sequence[str]) -> list[str]:
+    """What a Pi would do, reasoned from this run's figures; every number marked as such."""
+    lines = [
+        "## On a Raspberry Pi 4 or 5: NOT MEASURED",
+        "",
+        "**Nothing in this section was measured on a Pi.** No Raspberry Pi was available. "
+        "What follows is reasoning from the figures above and from the CPUs' published "
+        "characteristics; the estimates below rest on an assumed slowdown and must not be "
+        "quoted as results.",
+        "",
+        "To measure it, on the Pi (Raspberry Pi OS 64-bit, set up as in the README's "
+        '"On a Raspberry Pi"), with `../shared` beside the checkout:',
+        "",
+        "```sh",
+        ".venv/bin/python -m bench.compare_peers --quick   # first, a smoke check",
+        "scripts/bench                                     # the same benchmark, same report",
+        "```",
+        "",
+        "Check first that `ai-edge-litert`, `dlib-bin`, `opencv-python-headless` and `av` "
+        "install as aarch64 wheels for the Pi's Python; where one has no wheel, pip tries "
+        "to build it from source (dlib: an hour or more on a Pi 4) or fails, and P1 "
+        "cannot run without dlib.",
+        "",
+    ]
+    if runs and PRODUCT in pipelines:
+        assumed = " and ".join(
+            f"a {name} is {low:g}-{high:g}× slower" for name, (low, high) in PI_SLOWDOWN.items()
+        )
+        lines += [
+            "**Planning estimate, NOT MEASURED.** Assume, for planning only, that per core "
+            + assumed
+            + " than one core of this machine, and that every stage slows alike. Dividing "
+            "each pipeline's measured all-clips rate by those factors gives:",
+            "",
+            "| pipeline | measured here, all clips, frames/s | "
+            + " | ".join(f"{name}: ESTIMATE, not measured" for name in PI_SLOWDOWN)
+            + " |",
+            "|---|---:|" + "---:|" * len(PI_SLOWDOWN),
+        ]
+        for pipeline in pipelines:
+            fps = statistics.median(all_clips_fps(runs, pipeline))
+            cells = [SHORT[pipeline], f"{fps:.1f}"] + [
+                f"~{fps / high:.1f}-{fps / low:.1f}" for low, high in PI_SLOWDOWN.values()
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "The ratios between the pipelines are the better guide: they depend far less on "
+            "the assumption than the rates do.",
+            "",
+        ]
+    lines += [
+        "What to expect, and why:",
+        "",
+        f"- **CPU.** This machine: {machine.split(',')[0]} (AVX-512, 2 cores, a VM). A "
+        "Pi 4 has four Cortex-A72 cores at 1.5-1.8 GHz (128-bit NEON); a Pi 5 four "
+        "Cortex-A76 at 2.4 GHz, a much stronger core. The product runs BlazeFace and "
+        "FaceMesh on 2 LiteRT threads and its embedder on 1; OpenCV's DNN (P2's YuNet) "
+        "uses every core; dlib (P1) mostly one. A Pi's four cores therefore help P2's "
+        "detector most, and the product only as far as its 2-thread models (or a second "
+        "camera's process) use them, so the estimate above is, if anything, pessimistic "
+        "for P2 relative to the others.",
+        "- **The product.** Detection (BlazeFace on the whole frame plus three tiles) and "
+        "the embedder are LiteRT models, the workload XNNPACK is tuned for on Arm NEON. A "
+        "frame without usable faces costs only decoding and detection, so on a quiet "
+        "scene the rate is the detect column's.",
+        "- **P1 (face_recognition).** HOG and dlib's ResNet run in dlib's own C++; nothing "
+        "about Arm narrows its gap to the product. On a Pi the usual remedy is to shrink "
+        "the frames, which loses exactly the small, distant faces a camera on a pole must "
+        "find.",
+        "- **P2 (YuNet + MobileFaceNet).** OpenCV's DNN runs YuNet with its own NEON "
+        "kernels; MobileFaceNet runs on LiteRT like the product's embedder.",
+        "- **Matching.** The search reads every template once per face: 512 bytes per "
+        "128-d template, 512 MB at a million. From about 100,000 templates it is limited "
+        "by memory bandwidth, of which a Pi's LPDDR4/LPDDR4X offers a fraction of this "
+        "server's, so the large-list times above would grow by more than the CPU factor.",
+        "- **Memory.** The resident sets above carry over roughly (the same code and "
+        "libraries, 64-bit): each pipeline fits any Pi, but the load of a "
+        "million-entry list peaks at several GiB above the process's own size and does "
+        "not fit a 2 or 4 GB Pi (the accuracy budget in the README refuses such a list "
+        "for dlib's model anyway).",
+        "- **Outbox.** A burst's delivery rate is set by the fsync of every "
+        "acknowledgement (`synchronous=FULL`); an SD card's fsync is far slower than this "
+        "VM's disk, so expect fewer alerts per second in a burst (`python -m "
+        "bench.outbox_speed --dir` on the Pi's state directory measures that part alone). "
+        "The trickle latency is mostly waiting in the publisher's cycle and should change "
+        "little.",
+        "",
+    ]
+    return lines
 
 
 def render(
@@ -762,7 +802,9 @@ def render(
             "### Frames per second",
             "",
             "End to end, decoding included, as fast as possible; the last columns are "
-            "edgewatch's rate over the peer's, repeat by repeat (runs that ran back to back).",
+            "edgewatch's rate over the peer's, repeat by repeat (runs that ran back to back). "
+            "`docs/pipeline-speed.md` measured the product alone at another time; where its "
+            "figures differ, the machine's load (above) is the first suspect.",
             "",
             *pipeline_tables(runs, pipelines),
             "",
@@ -847,7 +889,7 @@ def render(
             "",
         ]
     lines += [
-        PI_SECTION.format(cpu=machine.split(",")[0]),
+        *pi_section(machine, runs, pipelines),
         "## What this leaves out",
         "",
         "- Accuracy: these runs count faces, they do not score identities; "
@@ -859,8 +901,9 @@ def render(
         "MobileFaceNet, landmark alignment) in this product's frame loop, not Frigate's "
         "person detector, tracker or process layout; Frigate's own small model is a "
         "FaceNet. The MobileFaceNet weights are research-only and never shipped.",
-        "- GPU or NPU acceleration (the peers' documented fast paths) and multi-threaded "
-        "models: all three run on the CPU, models single-threaded as configured.",
+        "- GPU or NPU acceleration (the peers' documented fast paths): all three run on the "
+        "CPU with their default threading (the product's BlazeFace and FaceMesh on 2 LiteRT "
+        "threads, its embedder on 1; OpenCV's DNN on every core; dlib mostly on one).",
         "",
     ]
     return "\n".join(lines)

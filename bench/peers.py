@@ -321,7 +321,7 @@ def run_face_recognition(job: Job) -> PipelineRun:
     if job.known is None:
         raise ValueError("the face_recognition run needs the cast's encodings (job.known)")
     started = time.perf_counter()
-    import face_recognition  # loads dlib's HOG detector, shape predictor and ResNet
+    import face_recognition  # type: ignore[import-untyped]  # loads its dlib models
 
     names, known = job.known
     setup_s = time.perf_counter() - started
