@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgewatch.errors import ConfigError
 from edgewatch.provisioning.fleet import Fleet, FleetSettings
-from edgewatch.provisioning.formats import Broker
+from edgewatch.validation import validated
 
 HELP = "back office: create a fleet, enrol and revoke units (CA, registry, recipients)"
 
@@ -90,9 +91,14 @@ def _install_hint(fleet: Fleet) -> str:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    settings = FleetSettings(
-        name=args.name,
-        broker=Broker(host=args.broker_host, port=args.broker_port, prefix=args.prefix),
+    settings = validated(
+        FleetSettings,
+        {
+            "name": args.name,
+            "broker": {"host": args.broker_host, "port": args.broker_port, "prefix": args.prefix},
+        },
+        "fleet init: invalid option",
+        ConfigError,
     )
     fleet = Fleet.create(
         args.fleet, settings, args.issuer_key, args.crop_key, [args.broker_host], args.broker_ip

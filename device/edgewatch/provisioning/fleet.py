@@ -142,14 +142,14 @@ class Fleet:
             raise ConfigError(f"{directory}: already a fleet directory; refusing to overwrite it")
         if not issuer_keys:
             raise ConfigError("a fleet needs at least one issuer key (--issuer-key PUB)")
+        issuers = [load_verify_key(path, "issuer key") for path in issuer_keys]
+        crop = None if crop_key is None else load_recipient_key(crop_key, "control room crop key")
         for sub in ("ca", "broker", "clients", "issuers", "recipients", "devices"):
             (directory / sub).mkdir(parents=True, exist_ok=True)
         (directory / "ca").chmod(0o700)
-        for path in issuer_keys:
-            key = load_verify_key(path, "issuer key")
+        for key in issuers:
             write_atomic(directory / "issuers" / f"{key_id(key)}.pub", public_pem(key), PUBLIC)
-        if crop_key is not None:
-            crop = load_recipient_key(crop_key, "control room crop key")
+        if crop is not None:
             write_atomic(directory / "crop.pub", public_pem(crop), PUBLIC)
         ca = pki.create_ca(f"edgewatch fleet {settings.name} CA")
         pki.write_private_key(directory / "ca" / "ca.key", ca.key)
