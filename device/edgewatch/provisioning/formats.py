@@ -26,7 +26,7 @@ from typing import Final, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_public_key
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,7 +34,13 @@ from edgewatch import __version__
 from edgewatch.errors import ConfigError
 from edgewatch.events.payloads import timestamp
 from edgewatch.security.jws import Signer, VerificationError, verify
-from edgewatch.security.keys import b64url_decode, key_id, public_pem
+from edgewatch.security.keys import (
+    b64url_decode,
+    key_id,
+    public_pem,
+    recipient_key_from_pem,
+    verify_key_from_pem,
+)
 from edgewatch.transport.topics import IdentityField, PrefixField
 from edgewatch.validation import describe
 
@@ -85,32 +91,16 @@ class Bundle(BaseModel):
         return (json.dumps(self.model_dump(by_alias=True), indent=1) + "\n").encode()
 
 
-def _pem_public(text: str, kind: type, what: str) -> object:
-    try:
-        key = load_pem_public_key(text.encode())
-    except ValueError:
-        raise ConfigError(f"{what} is not a PEM public key") from None
-    if not isinstance(key, kind):
-        raise ConfigError(f"{what} is not an {kind.__name__.removesuffix('PublicKey')} key")
-    return key
-
-
 def signing_key_of(request: Request) -> Ed25519PublicKey:
-    key = _pem_public(request.signing_key, Ed25519PublicKey, "request signing_key")
-    assert isinstance(key, Ed25519PublicKey)
-    return key
+    return verify_key_from_pem(request.signing_key.encode(), "request signing_key")
 
 
 def watchlist_key_of(request: Request) -> X25519PublicKey:
-    key = _pem_public(request.watchlist_key, X25519PublicKey, "request watchlist_key")
-    assert isinstance(key, X25519PublicKey)
-    return key
+    return recipient_key_from_pem(request.watchlist_key.encode(), "request watchlist_key")
 
 
 def issuer_key_of(pem: str) -> Ed25519PublicKey:
-    key = _pem_public(pem, Ed25519PublicKey, "bundle issuer key")
-    assert isinstance(key, Ed25519PublicKey)
-    return key
+    return verify_key_from_pem(pem.encode(), "bundle issuer key")
 
 
 def make_request(

@@ -129,13 +129,28 @@ def _load_private(path: Path, kind: Any, what: str, passphrase: bytes | None) ->
 
 
 def _load_public(path: Path, kind: Any, what: str) -> Any:
-    data = read_bytes(path, what)
+    return _public_from_pem(read_bytes(path, what), kind, f"{what} {path}")
+
+
+def _public_from_pem(data: bytes, kind: Any, what: str) -> Any:
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
-        raise ConfigError(f"{what} {path}: not a PEM public key") from None
+        raise ConfigError(f"{what}: not a PEM public key") from None
     if not isinstance(key, kind):
-        raise ConfigError(f"{what} {path}: expected an {_kind_name(kind)} public key")
+        raise ConfigError(f"{what}: expected an {_kind_name(kind)} public key")
+    return key
+
+
+def verify_key_from_pem(data: bytes, what: str) -> Ed25519PublicKey:
+    """An Ed25519 public key carried as PEM text inside a document."""
+    key: Ed25519PublicKey = _public_from_pem(data, Ed25519PublicKey, what)
+    return key
+
+
+def recipient_key_from_pem(data: bytes, what: str) -> X25519PublicKey:
+    """An X25519 public key carried as PEM text inside a document."""
+    key: X25519PublicKey = _public_from_pem(data, X25519PublicKey, what)
     return key
 
 
