@@ -357,6 +357,21 @@ def test_a_forged_command_is_refused_and_reported(
     assert "unknown_issuer" in detail
 
 
+def test_an_ended_deployment_is_not_resumed_by_its_old_list(world: World, videos_dir: Path) -> None:
+    sent = edgewatch(
+        "command", "watchlist", str(world.watchlist), "--unit", UNIT, *world.client("issuer")
+    )
+    assert sent.returncode == 0, sent.stderr
+    unit = start_unit(world, videos_dir / HAMILTON)
+    try:
+        assert wait_for(lambda: bool(world.of("audit", "watchlist_refused")), 120)
+    finally:
+        stop_unit(unit)
+    detail = world.of("audit", "watchlist_refused")[-1].payload["detail"]
+    assert "rollback" in detail and "was ended" in detail
+    assert not (world.root / "var" / "lib" / "edgewatch" / "state" / "watchlist.ewl").exists()
+
+
 def test_a_unit_cannot_send_commands(world: World) -> None:
     folder = world.fleet.device_dir(UNIT)
     keys = world.root / "var" / "lib" / "edgewatch" / "keys"
