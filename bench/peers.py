@@ -58,7 +58,7 @@ import numpy.typing as npt
 from bench.hamilton_cast import REFERENCE_PHOTOS
 from bench.lfw_faces import load_manifest as research_manifest
 from bench.lfw_faces import yunet_detection
-from bench.watchlist_load import _status_kib as status_kib
+from bench.watchlist_load import status_kib
 from edgewatch.appliance import build_pipeline, load_vision, run_camera
 from edgewatch.camera.base import Camera
 from edgewatch.camera.registry import create_camera

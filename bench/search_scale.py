@@ -43,8 +43,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from bench.watchlist_load import DIM, MODEL, device_trust, header_fields, synthetic
-from bench.watchlist_load import _status_kib as status_kib
+from bench.watchlist_load import DIM, MODEL, device_trust, header_fields, status_kib, synthetic
 from edgewatch.matching.gallery import Gallery, Subject
 from edgewatch.matching.matcher import Matcher, MatchPolicy
 from edgewatch.watchlist.device import load_watchlist

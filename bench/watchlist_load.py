@@ -174,7 +174,7 @@ def search_ms(gallery: Gallery, rng: np.random.Generator) -> float:
     return statistics.median(samples) * 1e3
 
 
-def _status_kib() -> dict[str, int]:
+def status_kib() -> dict[str, int]:
     text = Path("/proc/self/status").read_text()
     return {key: int(value) for key, value in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M)}
 
@@ -185,14 +185,14 @@ def memory_probe(path: str, issuer_raw: bytes, device_raw: bytes) -> dict[str, A
     device = X25519PrivateKey.from_private_bytes(device_raw)
     data = Path(path).read_bytes()
     gc.collect()
-    before = _status_kib()["VmRSS"]
+    before = status_kib()["VmRSS"]
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         hwm_reset = True
     except OSError:
         hwm_reset = False
     loaded = load_watchlist(data, device_trust(issuer, device))
-    after = _status_kib()
+    after = status_kib()
     locked = loaded.gallery.locked_in_memory
     loaded.gallery.wipe()
     del loaded
