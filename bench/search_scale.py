@@ -36,14 +36,21 @@ import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from bench.watchlist_load import DIM, MODEL, device_trust, header_fields, status_kib, synthetic
+from bench.watchlist_load import (
+    DIM,
+    MODEL,
+    device_trust,
+    header_fields,
+    reset_peak_rss,
+    status_kib,
+    synthetic,
+)
 from edgewatch.matching.gallery import Gallery, Subject
 from edgewatch.matching.matcher import Matcher, MatchPolicy
 from edgewatch.watchlist.device import load_watchlist
@@ -146,11 +153,7 @@ def light_load(size: int, runs: int, seed: int) -> dict[str, Any]:
     for _ in range(runs):
         gc.collect()
         before = status_kib()["VmRSS"]
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-            hwm_reset = True
-        except OSError:
-            hwm_reset = False
+        hwm_reset = reset_peak_rss()
         started = time.perf_counter()
         loaded = load_watchlist(data, device_trust(issuer.public_key(), device))
         load_s = time.perf_counter() - started

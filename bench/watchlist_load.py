@@ -179,6 +179,15 @@ def status_kib() -> dict[str, int]:
     return {key: int(value) for key, value in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M)}
 
 
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current resident set (Linux); False where that is not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def memory_probe(path: str, issuer_raw: bytes, device_raw: bytes) -> dict[str, Any]:
     """In a fresh process: RSS peak and kept, and tracemalloc peak, of loading ``path``."""
     issuer = Ed25519PublicKey.from_public_bytes(issuer_raw)
@@ -186,11 +195,7 @@ def memory_probe(path: str, issuer_raw: bytes, device_raw: bytes) -> dict[str, A
     data = Path(path).read_bytes()
     gc.collect()
     before = status_kib()["VmRSS"]
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        hwm_reset = True
-    except OSError:
-        hwm_reset = False
+    hwm_reset = reset_peak_rss()
     loaded = load_watchlist(data, device_trust(issuer, device))
     after = status_kib()
     locked = loaded.gallery.locked_in_memory
