@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edgewatch.errors import ConfigError
 from edgewatch.fileio import PRIVATE, PUBLIC, read_bytes, write_atomic
@@ -140,19 +138,10 @@ def _check_bundle(layout: UnitLayout, bundle: Bundle, now: dt.datetime) -> x509.
         cert = x509.load_pem_x509_certificate(bundle.client_cert.encode())
     except ValueError:
         raise ConfigError("the bundle's certificates are not PEM certificates") from None
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise ConfigError("the client certificate is not signed by the bundle's CA") from None
     own = pki.load_private_key(layout.tls_key).public_key()
-    spki = PublicFormat.SubjectPublicKeyInfo
-    if cert.public_key().public_bytes(Encoding.DER, spki) != own.public_bytes(Encoding.DER, spki):
-        raise ConfigError("the client certificate is not for this unit's TLS key")
-    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
-        raise ConfigError(
-            f"the client certificate is valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
-            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, not now (check the clock)"
-        )
+    problem = pki.client_certificate_problem(cert, ca, own, request.device_id, now)
+    if problem is not None:
+        raise ConfigError(problem)
     return cert
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -232,6 +232,43 @@ def issue(
         valid_days=valid_days,
     )
     return CertifiedKey(key=key, cert=cert)
+
+
+def client_certificate_problem(
+    cert: x509.Certificate,
+    ca: x509.Certificate,
+    key: ec.EllipticCurvePublicKey,
+    common_name: str,
+    now: dt.datetime,
+) -> str | None:
+    """Why ``cert`` cannot serve as ``common_name``'s client certificate for ``key`` under
+    ``ca`` at ``now``, in words for the operator; None when it can.
+
+    One set of checks for installing a bundle and for ``edgewatch doctor``.
+    """
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if cert.public_key().public_bytes(der, spki) != key.public_bytes(der, spki):
+        return "the client certificate is not for this unit's TLS key"
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    named = names[0].value if names else None
+    if named != common_name:
+        return (
+            f"the client certificate names {named!r}, but this unit is {common_name!r}: "
+            "the broker would file its events elsewhere"
+        )
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return "the client certificate is not signed by the fleet CA"
+    if now < cert.not_valid_before_utc:
+        return (
+            f"the client certificate is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M}"
+            " UTC: the clock is wrong (check time sync)"
+        )
+    if now >= cert.not_valid_after_utc:
+        return f"the client certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}: re-enrol"
+    return None
 
 
 def build_crl(

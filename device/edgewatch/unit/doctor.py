@@ -21,11 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import NameOID
-
 from edgewatch.appliance import VisionParts, device_trust, load_vision
 from edgewatch.camera.registry import create_camera
 from edgewatch.errors import EdgewatchError
@@ -133,43 +128,14 @@ class Doctor:
     def certificate(self) -> Iterator[Finding]:
         mqtt = self.config.publish.mqtt
         cert = pki.load_certificate(mqtt.cert)
-        ca = pki.load_certificate(mqtt.ca_cert)
-        key = pki.load_private_key(mqtt.key)
-        spki = PublicFormat.SubjectPublicKeyInfo
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        if cert.public_key().public_bytes(Encoding.DER, spki) != key.public_key().public_bytes(
-            Encoding.DER, spki
-        ):
-            yield Finding("problem", "cert", f"{mqtt.cert} is not for the key {mqtt.key}")
-        elif not names or names[0].value != self.config.device_id:
-            yield Finding(
-                "problem",
-                "cert",
-                f"{mqtt.cert} names {names[0].value if names else 'nobody'!r}, but this unit "
-                f"is {self.config.device_id!r}: the broker would file its events elsewhere",
-            )
-        else:
-            try:
-                cert.verify_directly_issued_by(ca)
-            except (ValueError, TypeError, InvalidSignature):
-                yield Finding("problem", "cert", f"{mqtt.cert} is not signed by {mqtt.ca_cert}")
-                return
-            yield from self._validity(cert)
-
-    def _validity(self, cert: x509.Certificate) -> Iterator[Finding]:
+        key = pki.load_private_key(mqtt.key).public_key()
         now = dt.datetime.now(dt.UTC)
+        problem = pki.client_certificate_problem(
+            cert, pki.load_certificate(mqtt.ca_cert), key, self.config.device_id, now
+        )
         until = cert.not_valid_after_utc
-        if now < cert.not_valid_before_utc:
-            yield Finding(
-                "problem",
-                "cert",
-                f"the client certificate is valid only from {cert.not_valid_before_utc:%Y-%m-%d}: "
-                "the clock is wrong, or the certificate is from the future",
-            )
-        elif now >= until:
-            yield Finding(
-                "problem", "cert", f"the client certificate expired on {until:%Y-%m-%d}: re-enrol"
-            )
+        if problem is not None:
+            yield Finding("problem", "cert", f"{mqtt.cert}: {problem}")
         elif until - now < dt.timedelta(days=CERT_RENEW_DAYS):
             yield Finding(
                 "warning", "cert", f"the client certificate expires on {until:%Y-%m-%d}: renew it"
