@@ -106,3 +106,20 @@ def test_the_notifier_is_silent_outside_systemd() -> None:
     environ = {"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}
     other = ServiceNotifier(environ)
     assert other.enabled and other.watchdog_s is None  # the watchdog is another process's
+
+
+def test_a_full_disk_is_one_clear_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An OSError (disk full, read-only, permission) names the file; no traceback."""
+    import errno
+    from unittest import mock
+
+    from edgewatch.cli import main
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "k"))
+
+    with mock.patch("edgewatch.cli.keys.generate_role", full):
+        assert main.main(["keys", "issuer", "--out", str(tmp_path)]) == 1
+    assert (
+        capsys.readouterr().err == f"edgewatch: error: {tmp_path / 'k'}: No space left on device\n"
+    )

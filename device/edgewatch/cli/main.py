@@ -89,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgewatchError as exc:
         print(f"edgewatch: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # A full disk, a read-only mount, a missing permission: say which file and why,
+        # not a traceback. (Files are written atomically, so nothing is left half-written.)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgewatch: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("edgewatch: interrupted", file=sys.stderr)
         return 130
