@@ -24,6 +24,7 @@ from edgewatch.unit.commands import (
 from edgewatch.unit.notify import ServiceNotifier
 from edgewatch.watchlist.device import AcceptedVersions
 from edgewatch.watchlist.format import MAGIC
+from tests.cli_support import edgewatch
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ISSUER = Ed25519PrivateKey.generate()
@@ -108,18 +109,9 @@ def test_the_notifier_is_silent_outside_systemd() -> None:
     assert other.enabled and other.watchdog_s is None  # the watchdog is another process's
 
 
-def test_a_full_disk_is_one_clear_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """An OSError (disk full, read-only, permission) names the file; no traceback."""
-    import errno
-    from unittest import mock
-
-    from edgewatch.cli import main
-
-    def full(*_args: object, **_kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "k"))
-
-    with mock.patch("edgewatch.cli.keys.generate_role", full):
-        assert main.main(["keys", "issuer", "--out", str(tmp_path)]) == 1
-    assert (
-        capsys.readouterr().err == f"edgewatch: error: {tmp_path / 'k'}: No space left on device\n"
-    )
+def test_a_file_system_error_is_one_clear_line() -> None:
+    """An OSError (disk full, read-only, permission) names the file: no traceback.
+    /sys refuses new entries even to root, a real refusal with no mock."""
+    run = edgewatch("keys", "issuer", "--out", "/sys/edgewatch-test")
+    assert run.returncode == 1
+    assert run.stderr == "edgewatch: error: /sys/edgewatch-test: Operation not permitted\n"
